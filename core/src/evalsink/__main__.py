@@ -1,0 +1,5 @@
+"""``python -m evalsink`` runs the command line."""
+
+from evalsink.cli import main
+
+main()

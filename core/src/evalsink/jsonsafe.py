@@ -1,0 +1,232 @@
+"""Strict JSON encoding shared by the spool, the results file and every sink.
+
+lighteval writes bare ``NaN`` (invalid JSON) and silently ``str()``s what it cannot encode
+(``np.int64`` becomes ``"7"``). Here every value is encoded by a documented rule or the call fails
+with an :class:`EncodeError` that names the field, so nothing is corrupted quietly:
+
+* dataclasses, pydantic models and mappings become objects; tuples, sets and frozensets become
+  arrays (sets sorted when their items sort);
+* numpy scalars and arrays become numbers and arrays (through ``tolist()``, which also covers
+  torch tensors without importing torch);
+* ``Decimal`` becomes a number, ``datetime``/``date`` an ISO-8601 string, ``Enum`` its value,
+  ``pathlib`` paths their string;
+* NaN and ±infinity become ``null`` and are counted by :func:`count_nonfinite`, so callers can
+  report them;
+* anything else raises :class:`EncodeError` naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any
+
+import orjson
+
+from evalsink.errors import EncodeError
+
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _default(value: Any) -> Any:
+    """Called by orjson for types it does not know natively."""
+    if type(value).__name__ in {"SecretStr", "SecretBytes"}:
+        return REDACTED
+    if hasattr(value, "model_dump") and callable(value.model_dump):
+        return value.model_dump(mode="python")
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (set, frozenset)):
+        try:
+            return sorted(value)
+        except TypeError:
+            return list(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, PurePath):
+        return str(value)
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist) and type(value).__module__.split(".")[0] in {"numpy", "torch"}:
+        return tolist()
+    raise TypeError(f"cannot encode a {type(value).__module__}.{type(value).__qualname__}")
+
+
+REDACTED = "**********"
+
+
+def _config_default(value: Any) -> Any:
+    """Configs also hold callables and classes (prompt functions, metric objects): name them."""
+    try:
+        return _default(value)
+    except TypeError:
+        if isinstance(value, type) or callable(value):
+            inner = getattr(value, "func", value)  # functools.partial
+            return getattr(inner, "__qualname__", None) or getattr(inner, "__name__", None) or repr(inner)
+        raise
+
+
+def dumps(value: Any, *, indent: bool = False, config: bool = False) -> bytes:
+    """Encode ``value`` as strict RFC 8259 JSON bytes (UTF-8).
+
+    ``config=True`` is for configuration objects: callables and classes are written as their
+    qualified names, as lighteval's results files do.
+    """
+    option = _OPTIONS | orjson.OPT_INDENT_2 if indent else _OPTIONS
+    try:
+        return orjson.dumps(value, default=_config_default if config else _default, option=option)
+    except orjson.JSONEncodeError as exc:
+        where, why = locate_unencodable(value)
+        raise EncodeError(f"cannot encode {where or 'the value'} as JSON: {why}") from exc
+
+
+def loads(data: bytes | str) -> Any:
+    return orjson.loads(data)
+
+
+def to_jsonable(value: Any, *, config: bool = False) -> Any:
+    """Plain JSON types (dict, list, str, number, bool, None) for ``value``, by the rules above."""
+    return orjson.loads(dumps(value, config=config))
+
+
+_SECRET_KEY = re.compile(r"(^|[_\-.])(token|api_?key|key|secret|password|passwd|credentials?)($|[_\-.])")
+
+
+def looks_secret(key: str) -> bool:
+    """Whether a config key names a secret (``hf_token``, ``api_key``, ``password``...)."""
+    return bool(_SECRET_KEY.search(key.lower()))
+
+
+def redact_secrets(value: Any) -> Any:
+    """Replace values under secret-looking keys, at any depth, in plain JSON data."""
+    if isinstance(value, dict):
+        return {
+            key: (
+                REDACTED
+                if isinstance(key, str) and looks_secret(key) and item is not None
+                else redact_secrets(item)
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_secrets(item) for item in value]
+    return value
+
+
+def _step(key: Any) -> str:
+    return f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{key!r}]"
+
+
+def _children(value: Any) -> Iterator[tuple[str, Any]]:
+    """Yield (path step, child) pairs of a container, in the shapes :func:`_default` accepts."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            yield f".{f.name}", getattr(value, f.name)
+    elif hasattr(value, "model_dump") and callable(value.model_dump):
+        for key, child in value.model_dump(mode="python").items():
+            yield _step(key), child
+    elif isinstance(value, Mapping):
+        for key, child in value.items():
+            yield _step(key), child
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for index, child in enumerate(value):
+            yield f"[{index}]", child
+
+
+def _failure(value: Any) -> str | None:
+    try:
+        orjson.dumps(value, default=_default, option=_OPTIONS)
+    except orjson.JSONEncodeError as exc:
+        return str(exc)
+    return None
+
+
+def locate_unencodable(value: Any) -> tuple[str, str]:
+    """Find the innermost field orjson refuses and say why; the slow path, run only after a failure.
+
+    Returns a dotted path such as ``doc.images[0]`` (empty for the top level) and the reason.
+    """
+    item, where = value, ""
+    for _ in range(_MAX_DEPTH):
+        if isinstance(item, Mapping):
+            for key in item:
+                if key is not None and not isinstance(key, (str, int, float, bool)):
+                    return where.lstrip("."), f"key {key!r} of type {type(key).__name__} cannot be a JSON key"
+        for step, child in _children(item):
+            if _failure(child) is not None:
+                item, where = child, where + step
+                break
+        else:
+            return where.lstrip("."), _failure(item) or "unknown reason"
+    return where.lstrip("."), f"nested deeper than {_MAX_DEPTH} levels (or cyclic)"
+
+
+_MAX_DEPTH = 256
+
+
+def count_nonfinite(value: Any, _depth: int = 0) -> int:
+    """Count NaN/±inf floats nested anywhere in ``value``; they are written as JSON ``null``.
+
+    Lists are scanned with C-level ``map`` calls so a 300-token list costs microseconds.
+    """
+    kind = type(value)
+    if kind is float:
+        return 0 if math.isfinite(value) else 1
+    if kind is list or kind is tuple:
+        if not value:
+            return 0
+        kinds = set(map(type, value))
+        count = 0
+        if float in kinds:
+            count += sum(1 for x in value if type(x) is float and not math.isfinite(x))
+            kinds.discard(float)
+        kinds -= {int, str, bool, type(None)}
+        if kinds:
+            count += sum(count_nonfinite(x, _depth + 1) for x in value if type(x) in kinds)
+        return count
+    if kind is dict:
+        return sum(count_nonfinite(v, _depth + 1) for v in value.values()) if value else 0
+    if kind in (str, int, bool) or value is None:
+        return 0
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return sum(count_nonfinite(getattr(value, name), _depth + 1) for name in _field_names(kind))
+    module = kind.__module__.split(".")[0]
+    if module == "numpy":
+        return _count_numpy_nonfinite(value)
+    if hasattr(value, "model_dump"):
+        return count_nonfinite(value.model_dump(mode="python"), _depth + 1)
+    if isinstance(value, Mapping):
+        return sum(count_nonfinite(v, _depth + 1) for v in value.values())
+    if isinstance(value, (set, frozenset)):
+        return sum(count_nonfinite(v, _depth + 1) for v in value)
+    if isinstance(value, float):  # float subclasses
+        return 0 if math.isfinite(value) else 1
+    return 0
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(kind: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(kind))
+        _FIELD_NAMES[kind] = names
+    return names
+
+
+def _count_numpy_nonfinite(value: Any) -> int:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "fc":
+            return int(value.size - np.count_nonzero(np.isfinite(value)))
+        if value.dtype.kind == "O":
+            return sum(count_nonfinite(x) for x in value.tolist())
+        return 0
+    if isinstance(value, np.floating):
+        return 0 if math.isfinite(float(value)) else 1
+    return 0

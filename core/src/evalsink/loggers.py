@@ -1,0 +1,486 @@
+"""lighteval's five loggers, with the same names, attributes and signatures.
+
+They differ where lighteval loses data or memory: details are encoded once and streamed to the
+on-disk spool instead of being kept as objects; ``full_prompt`` is hashed from the model input;
+an empty run aggregates to empty results instead of raising ``IndexError``; values that cannot be
+aggregated are skipped and counted instead of crashing. ``doc`` and ``model_response`` may be
+dataclasses (lighteval's ``Doc`` and ``ModelResponse``), pydantic models or mappings; nothing here
+imports lighteval, torch or numpy.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import statistics
+import tempfile
+import time
+from array import array
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalsink import jsonsafe
+from evalsink.run import DetailsBatch
+from evalsink.spool import DetailSpool
+
+logger = logging.getLogger("evalsink")
+
+HASH_KINDS = ("hash_examples", "hash_full_prompts", "hash_input_tokens", "hash_cont_tokens")
+
+
+def _get(obj: Any, name: str) -> Any:
+    """Read a field from a dataclass, a pydantic model or a mapping alike."""
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _evalsink_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("evalsink")
+    except PackageNotFoundError:  # running from a source tree without installing
+        return "unknown"
+
+
+class GeneralConfigLogger:
+    """How the evaluation ran: arguments, model, start and end time."""
+
+    def __init__(self) -> None:
+        self.lighteval_sha: str | None = "?"
+        self.num_fewshot_seeds: int | None = None
+        self.max_samples: int | None = None
+        self.job_id: int | str | None = None
+        self.start_time: float = time.time()
+        self.end_time: float | None = None
+        self.total_evaluation_time_secondes: str | None = None
+        self.model_config: Any = None
+        self.model_name: str | None = None
+        self.generation_parameters: Any = None
+
+    def log_args_info(
+        self,
+        num_fewshot_seeds: int | None = None,
+        max_samples: int | None = None,
+        job_id: int | str | None = None,
+        config: Any = None,
+    ) -> None:
+        self.num_fewshot_seeds = num_fewshot_seeds
+        self.max_samples = max_samples
+        self.job_id = job_id
+
+    def log_model_info(
+        self,
+        model_config: Any = None,
+        *,
+        model_name: str | None = None,
+        generation_parameters: Any = None,
+        model_info: Any = None,
+    ) -> None:
+        """Record the model: an object with ``.model_name``, a mapping, or just ``model_name=``.
+
+        ``generation_parameters`` and ``model_info`` accept the call lighteval 0.7-0.10 made.
+        """
+        source = model_info if model_info is not None else model_config
+        if model_config is not None:
+            self.model_config = model_config
+        elif model_info is not None:
+            self.model_config = model_info
+        if generation_parameters is not None:
+            self.generation_parameters = generation_parameters
+        name = model_name if model_name is not None else _get(source, "model_name")
+        if name is not None:
+            self.model_name = str(name)
+
+    def log_end_time(self) -> None:
+        self.end_time = time.time()
+        self.total_evaluation_time_secondes = str(self.end_time - self.start_time)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``config_general`` as written to the results file; secret-looking fields redacted."""
+        model_config = None
+        if self.model_config is not None:
+            model_config = jsonsafe.redact_secrets(jsonsafe.to_jsonable(self.model_config, config=True))
+            if not isinstance(model_config, dict):
+                model_config = {"value": model_config}
+        out: dict[str, Any] = {
+            "lighteval_sha": self.lighteval_sha,
+            "evalsink_version": _evalsink_version(),
+            "num_fewshot_seeds": self.num_fewshot_seeds,
+            "max_samples": self.max_samples,
+            "job_id": self.job_id,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "total_evaluation_time_secondes": self.total_evaluation_time_secondes,
+            "model_config": model_config,
+            "model_name": self.model_name,
+        }
+        if self.generation_parameters is not None:
+            out["generation_parameters"] = jsonsafe.redact_secrets(
+                jsonsafe.to_jsonable(self.generation_parameters, config=True)
+            )
+        return out
+
+
+@dataclass
+class CompiledHash:
+    hash_examples: str = ""
+    hash_full_prompts: str = ""
+    hash_input_tokens: str = ""
+    hash_cont_tokens: str = ""
+
+
+@dataclass
+class CompiledDetail:
+    hashes: dict[str, str] = field(default_factory=dict)
+    truncated: int = 0
+    non_truncated: int = 0
+    padded: int = 0
+    non_padded: int = 0
+
+
+@dataclass
+class CompiledDetailOverAllTasks(CompiledDetail):
+    pass
+
+
+class _TaskHashes:
+    """Per-sample xxh64 digests of one task, kept as 8-byte integers rather than objects."""
+
+    __slots__ = (
+        "cont_tokens",
+        "examples",
+        "full_prompts",
+        "input_tokens",
+        "non_padded",
+        "non_truncated",
+        "padded",
+        "truncated",
+    )
+
+    def __init__(self) -> None:
+        self.examples = array("Q")
+        self.full_prompts = array("Q")
+        self.input_tokens = array("Q")
+        self.cont_tokens = array("Q")
+        self.truncated = self.non_truncated = self.padded = self.non_padded = 0
+
+    def compile(self) -> dict[str, str]:
+        import xxhash
+
+        def combine(digests: array[int]) -> str:
+            return xxhash.xxh64("".join(sorted(f"{d:016x}" for d in digests)).encode()).hexdigest()
+
+        return {
+            "hash_examples": combine(self.examples),
+            "hash_full_prompts": combine(self.full_prompts),
+            "hash_input_tokens": combine(self.input_tokens),
+            "hash_cont_tokens": combine(self.cont_tokens),
+        }
+
+
+def _text(value: Any) -> bytes:
+    """What lighteval hashes (UTF-8): the string itself, or ``str()`` of a list of tokens."""
+    if value is None:
+        return b""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    if isinstance(value, (list, tuple)):
+        return str(value).encode("utf-8", "surrogatepass")
+    return jsonsafe.dumps(value)
+
+
+class _LazyDetails(Mapping[str, list[dict[str, Any]]]):
+    """``details_logger.details`` read back from the spool, one task at a time."""
+
+    def __init__(self, spool: DetailSpool) -> None:
+        self._spool = spool
+
+    def __getitem__(self, task_name: str) -> list[dict[str, Any]]:
+        if not self._spool.count(task_name):
+            raise KeyError(task_name)
+        return [
+            {k: v for k, v in record.items() if k != "task_name"}
+            for record in self._spool.iter_records(task_name)
+        ]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._spool.tasks())
+
+    def __len__(self) -> int:
+        return len(self._spool.tasks())
+
+
+class DetailsLogger:
+    """Per-sample details: encoded on ``log()``, streamed to the spool, hashed for the summary."""
+
+    def __init__(
+        self,
+        spool: DetailSpool | None = None,
+        on_batch: Callable[[DetailsBatch], None] | None = None,
+    ) -> None:
+        if spool is None:  # standalone use (tests, scripts): a private temporary spool
+            self._tmp = tempfile.TemporaryDirectory(prefix="evalsink-spool-")
+            spool = DetailSpool(Path(self._tmp.name) / "details.jsonl", fsync=False)
+        self.spool = spool
+        self.on_batch = on_batch
+        self._hashes: dict[str, _TaskHashes] = {}
+        self.nonfinite: dict[str, int] = defaultdict(int)
+        self.compiled_hashes: dict[str, CompiledHash] = {}
+        self.compiled_details: dict[str, CompiledDetail] = {}
+        self.compiled_details_over_all_tasks = CompiledDetailOverAllTasks()
+
+    def log(self, task_name: str, doc: Any, model_response: Any, metrics: Mapping[str, Any]) -> None:
+        """Record one sample; encoding problems raise here, naming the field, before anything is kept."""
+        from evalsink.paths import task_file_part
+
+        task_file_part(task_name)  # refuses an empty name early
+        line = jsonsafe.dumps(
+            {"task_name": task_name, "doc": doc, "model_response": model_response, "metric": metrics}
+        )
+        bad = (
+            jsonsafe.count_nonfinite(metrics)
+            + jsonsafe.count_nonfinite(model_response)
+            + (jsonsafe.count_nonfinite(doc))
+        )
+        if bad:
+            self.nonfinite[task_name] += bad
+        self._hash(task_name, doc, model_response)
+        batch = self.spool.append(task_name, line)
+        if batch is not None and self.on_batch is not None:
+            self.on_batch(batch)
+
+    def _hash(self, task_name: str, doc: Any, model_response: Any) -> None:
+        import xxhash
+
+        hashes = self._hashes.get(task_name)
+        if hashes is None:
+            hashes = self._hashes[task_name] = _TaskHashes()
+        hashes.examples.append(xxhash.xxh64_intdigest(_text(_get(doc, "query"))))
+        hashes.full_prompts.append(xxhash.xxh64_intdigest(_text(_get(model_response, "input"))))
+        hashes.input_tokens.append(xxhash.xxh64_intdigest(_text(_get(model_response, "input_tokens"))))
+        hashes.cont_tokens.append(xxhash.xxh64_intdigest(_text(_get(model_response, "output_tokens"))))
+        truncated = _get(model_response, "truncated_tokens_count")
+        padded = _get(model_response, "padded_tokens_count")
+        if isinstance(truncated, (int, float)) and truncated > 0:
+            hashes.truncated += 1
+        else:
+            hashes.non_truncated += 1
+        if isinstance(padded, (int, float)) and padded > 0:
+            hashes.padded += 1
+        else:
+            hashes.non_padded += 1
+
+    def flush(self) -> None:
+        """Write buffered samples to the spool and hand them to the sinks as a batch."""
+        batch = self.spool.flush()
+        if batch is not None and self.on_batch is not None:
+            self.on_batch(batch)
+
+    @property
+    def details(self) -> Mapping[str, list[dict[str, Any]]]:
+        """Task name -> list of {doc, model_response, metric} dicts, read back from the spool."""
+        return _LazyDetails(self.spool)
+
+    def aggregate(self) -> None:
+        """Combine the per-sample hashes per task (sorted, so order does not matter), then over tasks."""
+        import xxhash
+
+        total = CompiledDetailOverAllTasks()
+        for task_name, hashes in self._hashes.items():
+            compiled = hashes.compile()
+            self.compiled_hashes[task_name] = CompiledHash(**compiled)
+            self.compiled_details[task_name] = CompiledDetail(
+                hashes=compiled,
+                truncated=hashes.truncated,
+                non_truncated=hashes.non_truncated,
+                padded=hashes.padded,
+                non_padded=hashes.non_padded,
+            )
+            total.truncated += hashes.truncated
+            total.non_truncated += hashes.non_truncated
+            total.padded += hashes.padded
+            total.non_padded += hashes.non_padded
+        if self.compiled_details:
+            ordered = sorted(self.compiled_details.items())
+            total.hashes = {
+                kind: xxhash.xxh64("".join(detail.hashes[kind] for _, detail in ordered).encode()).hexdigest()
+                for kind in HASH_KINDS
+            }
+        self.compiled_details_over_all_tasks = total
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) or (type(value).__module__ == "numpy" and hasattr(value, "dtype"))
+
+
+def _is_mean(aggregation: Callable[..., Any]) -> bool:
+    name = getattr(aggregation, "__name__", "")
+    module = getattr(aggregation, "__module__", "") or ""
+    return name in {"mean", "fmean"} and module.split(".")[0] in {"numpy", "statistics", "builtins", ""}
+
+
+def _mean(values: list[float]) -> float:
+    return math.fsum(values) / len(values)
+
+
+def _mean_stderr(values: list[float]) -> float:
+    """Standard error of the mean with the sample standard deviation (lighteval's choice)."""
+    return statistics.stdev(values) / math.sqrt(len(values))
+
+
+def _bootstrap_stderr(aggregation: Callable[[list[Any]], Any], values: list[Any], iterations: int) -> float:
+    """Spread of ``aggregation`` over resamples; seeded so a rerun gives the same number."""
+    rng = random.Random(1234)
+    estimates = [float(aggregation(rng.choices(values, k=len(values)))) for _ in range(iterations)]
+    return statistics.stdev(estimates)
+
+
+class MetricsLogger:
+    """Per-sample metric values and their aggregation per task, per suite and overall."""
+
+    def __init__(self) -> None:
+        self.metrics_values: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+        self.metric_aggregated: dict[str, dict[str, float]] = {}
+        self.skipped: dict[str, dict[str, int]] = {}
+
+    def log(self, task_name: str, metrics: Mapping[str, Any]) -> None:
+        values = self.metrics_values[task_name]
+        for name, value in metrics.items():
+            values[str(name)].append(value)
+
+    def aggregate(self, task_dict: Mapping[str, Any] | None = None, bootstrap_iters: int = 1000) -> None:
+        """Aggregate each task's metrics, add ``_stderr``, sub-task averages and ``all``.
+
+        The aggregation is the task's own ``aggregation()[metric]`` when ``task_dict`` provides one,
+        else the mean over numeric values (values that are not numbers are skipped and counted in
+        ``self.skipped``). A corpus aggregation returning a dict contributes all its keys.
+        """
+        aggregated: dict[str, dict[str, float]] = {}
+        self.skipped = {}
+        for task_name, metrics in self.metrics_values.items():
+            own = _task_aggregations(task_dict, task_name)
+            out: dict[str, float] = {}
+            for metric_name, values in metrics.items():
+                if metric_name in out:
+                    continue  # already produced by a corpus aggregation returning several keys
+                aggregation = own.get(metric_name)
+                if aggregation is None or _is_mean(aggregation):
+                    numbers = [float(v) for v in values if _is_number(v)]
+                    if len(numbers) < len(values):
+                        self.skipped.setdefault(task_name, {})[metric_name] = len(values) - len(numbers)
+                    if not numbers:
+                        continue
+                    out[metric_name] = _mean(numbers)
+                    if bootstrap_iters > 0 and len(numbers) > 1:
+                        out[f"{metric_name}_stderr"] = _safe(_mean_stderr, numbers)
+                    continue
+                result = aggregation(values)
+                if isinstance(result, Mapping):
+                    out.update({str(k): float(v) for k, v in result.items()})
+                    continue
+                out[metric_name] = float(result)
+                if bootstrap_iters > 0 and len(values) > 1:
+                    out[f"{metric_name}_stderr"] = _bootstrap_stderr(aggregation, values, bootstrap_iters)
+            aggregated[task_name] = out
+        for task_name, counts in self.skipped.items():
+            for metric_name, count in counts.items():
+                logger.warning(
+                    "task %r, metric %r: %d non-numeric value(s) left out of the mean",
+                    task_name,
+                    metric_name,
+                    count,
+                )
+        self.metric_aggregated = _add_averages(aggregated)
+
+
+def _safe(function: Callable[[list[float]], float], values: list[float]) -> float:
+    try:
+        return function(values)
+    except (OverflowError, ValueError):
+        return float("nan")
+
+
+def _task_aggregations(task_dict: Mapping[str, Any] | None, task_name: str) -> dict[str, Callable[..., Any]]:
+    task = task_dict.get(task_name) if task_dict is not None else None
+    aggregation = getattr(task, "aggregation", None)
+    if not callable(aggregation):
+        return {}
+    result = aggregation()
+    return dict(result) if isinstance(result, Mapping) else {}
+
+
+def suite_average_name(task_name: str) -> str | None:
+    """The sub-task group of a task, lighteval-style: ``mmlu:anatomy|5`` -> ``mmlu:_average|5``.
+
+    Also ``lighteval|mmlu:anatomy|5`` -> ``lighteval|mmlu:_average|5``; tasks without ``|`` have none.
+    """
+    parts = task_name.split("|")
+    if len(parts) == 2:
+        task, fewshot = parts
+        return f"{task.split(':')[0]}:_average|{fewshot}"
+    if len(parts) == 3:
+        suite, task, fewshot = parts
+        return f"{suite}|{task.split(':')[0]}:_average|{fewshot}"
+    return None
+
+
+def _add_averages(aggregated: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Sub-task means (groups of more than one task) and ``all`` over every task, as lighteval."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    totals: dict[str, list[float]] = defaultdict(list)
+    for task_name, metrics in aggregated.items():
+        group = suite_average_name(task_name)
+        if group is not None:
+            groups[group].append(task_name)
+        for metric, value in metrics.items():
+            totals[metric].append(value)
+    result = dict(aggregated)
+    for group, members in groups.items():
+        if len(members) < 2 or group in aggregated:
+            continue
+        shared = [m for m in aggregated[members[0]] if all(m in aggregated[t] for t in members)]
+        result[group] = {m: _mean([aggregated[t][m] for t in members]) for m in shared}
+    result["all"] = {metric: _mean(values) for metric, values in totals.items()}
+    return result
+
+
+class VersionsLogger:
+    """Task versions (lighteval always writes ``{}`` here; evalsink writes what was logged)."""
+
+    def __init__(self) -> None:
+        self.versions: dict[str, int | str] = {}
+
+    def log(self, task_name: str, task_version: int | str) -> None:
+        self.versions[task_name] = task_version
+
+
+class TaskConfigLogger:
+    """Each task's configuration, from a ``{name: task}`` dict of tasks or of configs."""
+
+    def __init__(self) -> None:
+        self.tasks_configs: dict[str, Any] = {}
+
+    def log(self, task_dict: Mapping[str, Any]) -> None:
+        self.tasks_configs = {name: getattr(task, "config", task) for name, task in task_dict.items()}
+
+    def log_num_docs(self, task_name: str, original_num_docs: int, effective_num_docs: int) -> None:
+        config = self.tasks_configs.setdefault(task_name, {})
+        if isinstance(config, dict):
+            config["original_num_docs"] = original_num_docs
+            config["effective_num_docs"] = effective_num_docs
+        else:
+            config.original_num_docs = original_num_docs
+            config.effective_num_docs = effective_num_docs
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name, config in self.tasks_configs.items():
+            value = jsonsafe.redact_secrets(jsonsafe.to_jsonable(config, config=True))
+            out[name] = value if isinstance(value, dict) else {"value": value}
+        return out

@@ -1,0 +1,100 @@
+"""The typed facade over pluggy: one method per hook, and the one place isolation lives.
+
+pluggy stops a hook call at the first implementation that raises, which would let one flaky
+remote sink cost every other sink its data. So each sink's implementation is called on its own:
+an exception becomes a recorded failure of that sink (logged, and reported by ``save()``), and the
+other sinks carry on. A sink that failed is not sent further data, but ``run_finished`` still reaches
+it so it can close what it opened. Failures of sinks configured ``required=True`` are raised by
+:meth:`SinkManager.raise_required` once every sink has had its turn.
+
+pluggy still does what it is good at: validating each sink's hook signatures against the specs
+when it is registered, and refusing misspelt hook names (``check_pending``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from evalsink import hookspecs
+from evalsink.errors import SinkFailedError, SinkLoadError
+from evalsink.report import SinkOutcome
+
+if TYPE_CHECKING:
+    from evalsink.models import EvaluationResults
+    from evalsink.run import DetailsBatch, Run, RunStatus
+
+logger = logging.getLogger("evalsink")
+
+
+class SinkManager:
+    """Owns one pluggy PluginManager per tracker (no global state shared between trackers)."""
+
+    def __init__(self) -> None:
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+        self.sinks: dict[str, Any] = {}
+        self.outcomes: dict[str, SinkOutcome] = {}
+
+    def register(self, name: str, sink: Any, *, required: bool) -> None:
+        try:
+            self._pm.register(sink, name=name)
+            self._pm.check_pending()
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            self._pm.unregister(name=name) if self._pm.has_plugin(name) else None
+            raise SinkLoadError(f"sink {name!r} does not follow the hook contract: {exc}") from exc
+        self.sinks[name] = sink
+        self.outcomes[name] = SinkOutcome(name=name, required=required)
+
+    def order(self) -> list[str]:
+        """Local sinks first, then remote ones, each group in the order they were enabled."""
+        return sorted(self.sinks, key=lambda name: bool(getattr(self.sinks[name], "remote", True)))
+
+    def _call(self, hook: str, *, skip_failed: bool = True, **kwargs: Any) -> None:
+        implementations = {impl.plugin_name: impl for impl in getattr(self._pm.hook, hook).get_hookimpls()}
+        for name in self.order():
+            impl = implementations.get(name)
+            outcome = self.outcomes[name]
+            if impl is None or (skip_failed and not outcome.ok):
+                continue
+            started = time.perf_counter()
+            try:
+                result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except Exception as exc:
+                outcome.errors.append(f"{hook}: {type(exc).__name__}: {exc}")
+                outcome.failed_hooks.append(hook)
+                outcome.exception = outcome.exception or exc
+                logger.error(
+                    "sink %r failed in %s: %s: %s", name, hook, type(exc).__name__, exc, exc_info=exc
+                )
+            else:
+                if isinstance(result, (list, tuple)):
+                    outcome.outputs.extend(str(item) for item in result)
+                elif isinstance(result, str):
+                    outcome.outputs.append(result)
+            finally:
+                outcome.seconds += time.perf_counter() - started
+
+    def run_started(self, run: Run) -> None:
+        self._call("evalsink_run_started", run=run)
+
+    def details_batch(self, run: Run, batch: DetailsBatch) -> None:
+        self._call("evalsink_details_batch", run=run, batch=batch)
+
+    def results_saved(self, run: Run, results: EvaluationResults) -> None:
+        self._call("evalsink_results_saved", run=run, results=results)
+
+    def run_finished(self, run: Run, status: RunStatus, error: BaseException | None) -> None:
+        self._call("evalsink_run_finished", skip_failed=False, run=run, status=status, error=error)
+
+    def raise_required(self) -> None:
+        """Raise for the first failed sink configured ``required=True`` (after all sinks ran)."""
+        for name in self.order():
+            outcome = self.outcomes[name]
+            if outcome.required and not outcome.ok:
+                raise SinkFailedError(
+                    f"required sink {name!r} failed: {'; '.join(outcome.errors)}"
+                ) from outcome.exception

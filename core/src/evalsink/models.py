@@ -1,0 +1,95 @@
+"""The results model: lighteval's results JSON as typed pydantic models.
+
+Every model accepts keys it does not know (lighteval adds fields between versions), so a results file
+written by any lighteval release loads with ``EvaluationResults.model_validate_json``. The JSON
+Schema is ``EvaluationResults.model_json_schema()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+        populate_by_name=True,
+        serialize_by_alias=True,
+        protected_namespaces=(),
+    )
+
+
+class GeneralConfig(_Open):
+    """``config_general``: how and when the evaluation ran, and on which model."""
+
+    lighteval_sha: str | None = None
+    num_fewshot_seeds: int | None = None
+    max_samples: int | None = None
+    job_id: int | str | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    total_evaluation_time_secondes: str | None = Field(
+        default=None, description="Wall time in seconds, as a string (lighteval's key, typo included)."
+    )
+    model_name: str | None = None
+    model_configuration: dict[str, Any] | None = Field(
+        default=None,
+        alias="model_config",
+        description="The model's configuration; secret-looking fields are redacted.",
+    )
+
+
+class Hashes(_Open):
+    """xxh64 digests that tell whether two runs saw the same prompts and produced the same tokens."""
+
+    hash_examples: str = ""
+    hash_full_prompts: str = ""
+    hash_input_tokens: str = ""
+    hash_cont_tokens: str = ""
+
+
+class TaskSummary(_Open):
+    """``summary_tasks[task]``: hashes and truncation/padding counts of one task."""
+
+    hashes: Hashes = Field(default_factory=Hashes)
+    truncated: int = 0
+    non_truncated: int = 0
+    padded: int = 0
+    non_padded: int = 0
+
+
+class GeneralSummary(TaskSummary):
+    """``summary_general``: the same, over all tasks."""
+
+
+class TaskConfig(_Open):
+    """``config_tasks[task]``: the task's configuration as lighteval logs it (open-ended)."""
+
+    name: str | None = None
+    version: int | str | None = None
+
+
+class EvaluationResults(_Open):
+    """A whole results file (``results_{date_id}.json``)."""
+
+    config_general: GeneralConfig = Field(default_factory=GeneralConfig)
+    results: dict[str, dict[str, float | None]] = Field(
+        default_factory=dict,
+        description="Aggregated metrics per task, with '<metric>_stderr', suite averages and 'all'. "
+        "null marks a NaN or infinite value.",
+    )
+    versions: dict[str, int | str | None] = Field(default_factory=dict)
+    config_tasks: dict[str, TaskConfig] = Field(default_factory=dict)
+    summary_tasks: dict[str, TaskSummary] = Field(default_factory=dict)
+    summary_general: GeneralSummary = Field(default_factory=GeneralSummary)
+
+
+class DetailRecord(_Open):
+    """One sample of one task, as stored in the details parquet files and the spool."""
+
+    task_name: str | None = None
+    doc: dict[str, Any] = Field(default_factory=dict)
+    model_response: dict[str, Any] = Field(default_factory=dict)
+    metric: dict[str, Any] = Field(default_factory=dict)

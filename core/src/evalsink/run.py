@@ -1,0 +1,91 @@
+"""What a sink receives: the run it works for, the batches of details, the final status."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from evalsink.loggers import GeneralConfigLogger
+    from evalsink.spool import DetailSpool
+    from evalsink.storage import OutputDir
+
+
+class RunStatus(str, enum.Enum):
+    OK = "ok"
+    FAILED = "failed"
+
+
+class DetailsBatch:
+    """Samples logged since the previous flush, already written to the spool.
+
+    Rows stay encoded (JSON bytes) until a sink asks for them, so sinks that read the spool at the
+    end cost nothing per batch.
+    """
+
+    __slots__ = ("_lines", "first_index", "task_names")
+
+    def __init__(self, task_names: Sequence[str], lines: Sequence[bytes], first_index: int = 0) -> None:
+        self.task_names = task_names
+        self._lines = lines
+        self.first_index = first_index
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    @property
+    def tasks(self) -> list[str]:
+        """Distinct task names in this batch, in first-seen order."""
+        return list(dict.fromkeys(self.task_names))
+
+    def lines(self) -> Sequence[bytes]:
+        """The raw JSON lines (one object per sample, see :mod:`evalsink.spool`)."""
+        return self._lines
+
+    def records(self, task_name: str | None = None) -> Iterator[dict[str, Any]]:
+        """Decoded rows: dicts with ``task_name``, ``doc``, ``model_response`` and ``metric``."""
+        for task, line in zip(self.task_names, self._lines, strict=True):
+            if task_name is None or task == task_name:
+                yield orjson.loads(line)
+
+
+@dataclass
+class TrackerSettings:
+    """The tracker's constructor arguments, as every sink sees them (lighteval's names)."""
+
+    output_dir: str
+    results_path_template: str | None = None
+    save_details: bool = True
+    push_to_hub: bool = False
+    push_to_tensorboard: bool = False
+    hub_results_org: str | None = ""
+    tensorboard_metric_prefix: str = "eval"
+    public: bool = False
+    nanotron_run_info: Any = None
+    use_wandb: bool = False
+
+
+@dataclass
+class Run:
+    """One evaluation run, shared by every sink of a tracker."""
+
+    run_id: str
+    settings: TrackerSettings
+    output: OutputDir
+    details: DetailSpool
+    general_config: GeneralConfigLogger
+    date_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_name(self) -> str | None:
+        return self.general_config.model_name
+
+    @property
+    def config_general(self) -> dict[str, Any]:
+        """A JSON-ready snapshot of the general config as logged so far."""
+        return self.general_config.to_dict()

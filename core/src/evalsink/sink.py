@@ -1,0 +1,40 @@
+"""What a sink author subclasses: :class:`Sink` and its typed :class:`SinkConfig`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from evalsink.run import TrackerSettings
+
+
+class SinkConfig(BaseModel):
+    """Base of every sink's config: unknown keys are rejected, values are validated on assignment.
+
+    Secrets belong in ``pydantic.SecretStr`` fields: they are redacted wherever evalsink writes a
+    config, and read from the backend's own environment variable when not given.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    required: bool = False
+    """When True, a failure of this sink fails ``save()`` (after every other sink has run)."""
+
+
+class Sink:
+    """Base class for sinks. Subclasses set ``config_model`` and implement hooks with ``@hookimpl``.
+
+    The entry point ``[project.entry-points."evalsink.sinks"] <name> = "pkg:Class"`` registers it;
+    the entry-point name is the sink name users enable. ``remote = False`` marks sinks that write
+    local files: they run before remote ones, so results are on disk before anything is uploaded.
+    """
+
+    name: ClassVar[str] = ""
+    config_model: ClassVar[type[SinkConfig]] = SinkConfig
+    remote: ClassVar[bool] = True
+
+    def __init__(self, config: SinkConfig, settings: TrackerSettings) -> None:
+        self.config = config
+        self.settings = settings

@@ -1,0 +1,385 @@
+"""``EvaluationTracker``: lighteval's tracker, rebuilt around sinks. The run's whole lifecycle is here.
+
+1. **Construct** — choose the sinks (``sinks=``, else ``EVALSINK_SINKS``, else ``["local"]``, plus
+   the sinks lighteval's flags ask for), find them by entry point, validate each config and build
+   each sink. A missing sink or a bad config fails here, before any evaluation time is spent.
+2. **Run started** — on entering ``with``, the first flushed batch of details, or ``save()``.
+3. **Details batches** — ``details_logger.log()`` encodes each sample into the on-disk spool;
+   every ``flush_every`` samples (or ``flush_seconds``) the spool is fsynced and the batch handed
+   to every sink.
+4. **Results saved** — ``save()`` flushes the last batch, aggregates what the caller did not,
+   validates the results model and hands it to the sinks, local ones first.
+5. **Run finished** — always, in a ``finally``: after ``save()``, on leaving ``with`` (status
+   ``failed`` when an exception escapes), or at interpreter exit for a run never saved.
+
+A sink's exception is recorded against that sink only (see :mod:`evalsink.manager`); ``save()``
+returns a per-sink :class:`~evalsink.report.SaveReport` and raises only for ``required`` sinks.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import logging
+import math
+import os
+import tempfile
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from evalsink import jsonsafe
+from evalsink.discovery import find_sink, installed_sinks
+from evalsink.errors import EvalsinkError, SinkConfigError
+from evalsink.loggers import (
+    DetailsLogger,
+    GeneralConfigLogger,
+    MetricsLogger,
+    TaskConfigLogger,
+    VersionsLogger,
+)
+from evalsink.manager import SinkManager
+from evalsink.paths import new_date_id
+from evalsink.report import SaveReport
+from evalsink.run import DetailsBatch, Run, RunStatus, TrackerSettings
+from evalsink.spool import DetailSpool
+from evalsink.storage import OutputDir
+
+if TYPE_CHECKING:
+    from evalsink.models import EvaluationResults
+
+logger = logging.getLogger("evalsink")
+
+DEFAULT_SINKS = ("local",)
+_FLAG_SINKS = (("push_to_hub", "hub"), ("push_to_tensorboard", "tensorboard"), ("use_wandb", "wandb"))
+
+
+def select_sinks(
+    sinks: Sequence[str] | None,
+    *,
+    push_to_hub: bool = False,
+    push_to_tensorboard: bool = False,
+    use_wandb: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The sink names to enable, in order, without duplicates."""
+    env = os.environ if environ is None else environ
+    if sinks is not None:
+        if isinstance(sinks, str):
+            sinks = sinks.split(",")
+        names = [str(name).strip() for name in sinks if str(name).strip()]
+    elif "EVALSINK_SINKS" in env:
+        names = [name.strip() for name in env["EVALSINK_SINKS"].split(",") if name.strip()]
+    else:
+        names = list(DEFAULT_SINKS)
+    flags = {"push_to_hub": push_to_hub, "push_to_tensorboard": push_to_tensorboard, "use_wandb": use_wandb}
+    names += [sink for flag, sink in _FLAG_SINKS if flags[flag]]
+    return list(dict.fromkeys(names))
+
+
+class _MetricsLogger(MetricsLogger):
+    """Remembers whether values arrived since the last ``aggregate()``, so ``save()`` knows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stale = False
+
+    def log(self, task_name: str, metrics: Mapping[str, Any]) -> None:
+        super().log(task_name, metrics)
+        self.stale = True
+
+    def aggregate(self, task_dict: Mapping[str, Any] | None = None, bootstrap_iters: int = 1000) -> None:
+        super().aggregate(task_dict=task_dict, bootstrap_iters=bootstrap_iters)
+        self.stale = False
+
+
+class EvaluationTracker:
+    """Drop-in for ``lighteval.logging.evaluation_tracker.EvaluationTracker``.
+
+    The first ten arguments are lighteval's. ``sinks`` is the exact list of sinks to enable
+    (default: ``EVALSINK_SINKS`` or ``["local"]``); lighteval's ``push_to_hub``,
+    ``push_to_tensorboard`` and ``use_wandb`` add the hub, tensorboard and wandb sinks.
+    ``sink_config`` maps a sink name to its options (see each sink's config model);
+    ``run_id`` names the run (default: ``EVALSINK_RUN_ID`` or a random id). Details are flushed to
+    disk and delivered to sinks every ``flush_every`` samples or ``flush_seconds`` seconds.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike[str],
+        results_path_template: str | None = None,
+        save_details: bool = True,
+        push_to_hub: bool = False,
+        push_to_tensorboard: bool = False,
+        hub_results_org: str | None = "",
+        tensorboard_metric_prefix: str = "eval",
+        public: bool = False,
+        nanotron_run_info: Any = None,
+        use_wandb: bool = False,
+        *,
+        sinks: Sequence[str] | None = None,
+        sink_config: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        flush_every: int = 1000,
+        flush_seconds: float = 10.0,
+    ) -> None:
+        self.settings = TrackerSettings(
+            output_dir=os.fspath(output_dir),
+            results_path_template=results_path_template,
+            save_details=save_details,
+            push_to_hub=push_to_hub,
+            push_to_tensorboard=push_to_tensorboard,
+            hub_results_org=hub_results_org,
+            tensorboard_metric_prefix=tensorboard_metric_prefix,
+            public=public,
+            nanotron_run_info=nanotron_run_info,
+            use_wandb=use_wandb,
+        )
+        self.run_id = run_id or os.environ.get("EVALSINK_RUN_ID") or uuid.uuid4().hex[:16]
+        self.sink_names = select_sinks(
+            sinks, push_to_hub=push_to_hub, push_to_tensorboard=push_to_tensorboard, use_wandb=use_wandb
+        )
+        self.output = OutputDir(self.settings.output_dir)
+        self._manager = self._build_sinks(self.sink_names, sink_config or {})
+
+        spool = DetailSpool(self._spool_path(), flush_every=flush_every, flush_seconds=flush_seconds)
+        self.general_config_logger = GeneralConfigLogger()
+        self.details_logger = DetailsLogger(spool, on_batch=self._deliver)
+        self.metrics_logger = _MetricsLogger()
+        self.versions_logger = VersionsLogger()
+        self.task_config_logger = TaskConfigLogger()
+        self.run = Run(
+            run_id=self.run_id,
+            settings=self.settings,
+            output=self.output,
+            details=spool,
+            general_config=self.general_config_logger,
+        )
+        self._started = False
+        self._finished = False
+        self._in_context = False
+        self._report: SaveReport | None = None
+
+    # -- construction ---------------------------------------------------------------------
+    def _build_sinks(self, names: list[str], sink_config: Mapping[str, Any]) -> SinkManager:
+        from evalsink.config import build_config  # pydantic is imported here, not at import time
+        from evalsink.sink import SinkConfig
+
+        available = installed_sinks()
+        entries = [find_sink(name, available) for name in names]  # every missing sink, before importing
+        unknown = sorted(set(sink_config) - set(available))
+        if unknown:
+            raise SinkConfigError(
+                f"sink_config names sink(s) that are not installed: {', '.join(unknown)} "
+                f"(installed: {', '.join(sorted(available))})"
+            )
+        manager = SinkManager()
+        for entry in entries:
+            sink_class = entry.load()
+            model = getattr(sink_class, "config_model", SinkConfig)
+            config = build_config(entry.name, model, sink_config.get(entry.name))
+            try:
+                sink = sink_class(config=config, settings=self.settings)
+            except EvalsinkError:
+                raise
+            except Exception as exc:
+                raise SinkConfigError(
+                    f"sink {entry.name!r} could not start: {type(exc).__name__}: {exc}"
+                ) from exc
+            manager.register(entry.name, sink, required=bool(getattr(config, "required", False)))
+        return manager
+
+    def _spool_path(self) -> Path:
+        if self.output.is_local:
+            root = Path(self.output.root) / ".evalsink" / "runs"
+        else:
+            root = Path(os.environ.get("EVALSINK_SPOOL_DIR") or tempfile.gettempdir()) / "evalsink-runs"
+        path = root / self.run_id / "details.jsonl"
+        if path.exists() and path.stat().st_size:
+            raise EvalsinkError(
+                f"run {self.run_id!r} already has a details spool at {path}; "
+                "pick another run_id (or remove that folder if the old run is not needed)"
+            )
+        return path
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the run now (sinks open their remote runs); otherwise it starts on first use."""
+        if self._finished:
+            raise EvalsinkError(f"run {self.run_id!r} has already finished")
+        if not self._started:
+            self._started = True
+            _OPEN.add(self)
+            self._manager.run_started(self.run)
+
+    def _deliver(self, batch: DetailsBatch) -> None:
+        self.start()
+        self._manager.details_batch(self.run, batch)
+
+    def save(self) -> SaveReport:
+        """Flush, aggregate what was not aggregated, hand the results to every sink, report.
+
+        Outside a ``with`` block this also finishes the run (as lighteval's ``save()`` is its last
+        call). Raises :class:`~evalsink.errors.SinkFailedError` if a ``required`` sink failed.
+        """
+        self.start()
+        error: BaseException | None = None
+        try:
+            self.details_logger.flush()
+            if self.metrics_logger.stale or not self.metrics_logger.metric_aggregated:
+                self.metrics_logger.aggregate()
+            self.details_logger.aggregate()
+            if self.general_config_logger.end_time is None:
+                self.general_config_logger.log_end_time()
+            self.run.date_id = new_date_id()
+            results = self._results_model()
+            self._manager.results_saved(self.run, results)
+            self._report = self._make_report(results)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if not self._in_context:
+                failed = error is not None or self._required_failed()
+                self._finish(RunStatus.FAILED if failed else RunStatus.OK, error)
+        self._manager.raise_required()
+        return self._report
+
+    def _required_failed(self) -> bool:
+        return any(o.required and not o.ok for o in self._manager.outcomes.values())
+
+    def _finish(self, status: RunStatus, error: BaseException | None) -> None:
+        if self._finished:
+            return
+        if not self._started:
+            self.start()
+        try:
+            self.details_logger.flush()
+        finally:
+            self._finished = True
+            self._manager.run_finished(self.run, status, error)
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Finish the run if needed; drop the spool once the run was saved and every sink succeeded.
+
+        The spool is kept otherwise: it is what a failed push or a crashed run is recovered from.
+        """
+        failed = error is not None or self._required_failed()
+        self._finish(RunStatus.FAILED if failed else RunStatus.OK, error)
+        if not failed and self._report is not None and self._report.ok:
+            self.details_logger.spool.remove()
+        else:
+            self.details_logger.spool.close()
+        _OPEN.discard(self)
+
+    def __enter__(self) -> EvaluationTracker:
+        self._in_context = True
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._in_context = False
+        self.close(exc)
+
+    # -- results --------------------------------------------------------------------------
+    def _results_dict(self) -> dict[str, Any]:
+        details = self.details_logger
+        return {
+            "config_general": self.general_config_logger.to_dict(),
+            "results": self.metrics_logger.metric_aggregated,
+            "versions": self.versions_logger.versions,
+            "config_tasks": self.task_config_logger.to_dict(),
+            "summary_tasks": {name: dataclasses.asdict(d) for name, d in details.compiled_details.items()},
+            "summary_general": dataclasses.asdict(details.compiled_details_over_all_tasks),
+        }
+
+    def _results_model(self) -> EvaluationResults:
+        from evalsink.models import EvaluationResults
+
+        return EvaluationResults.model_validate(jsonsafe.to_jsonable(self._results_dict()))
+
+    def _make_report(self, results: EvaluationResults) -> SaveReport:
+        report = SaveReport(run_id=self.run_id, date_id=self.run.date_id, sinks=self._manager.outcomes)
+        for task, metrics in self.metrics_logger.metric_aggregated.items():
+            for metric, value in metrics.items():
+                if isinstance(value, float) and not math.isfinite(value):
+                    report.warnings.append(f"results[{task!r}][{metric!r}] is {value}; written as null")
+        for task, count in self.details_logger.nonfinite.items():
+            report.warnings.append(f"details of {task!r}: {count} NaN/inf value(s) written as null")
+        for task, skipped in self.metrics_logger.skipped.items():
+            for metric, count in skipped.items():
+                report.warnings.append(
+                    f"results[{task!r}][{metric!r}]: {count} non-numeric value(s) left out of the mean"
+                )
+        return report
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """The results dict as lighteval's ``results`` property returns it (JSON-ready)."""
+        data: dict[str, Any] = jsonsafe.to_jsonable(self._results_dict())
+        return data
+
+    @property
+    def details(self) -> Mapping[str, list[dict[str, Any]]]:
+        """Task name -> list of {doc, model_response, metric}, read back from the spool."""
+        return self.details_logger.details
+
+    @property
+    def report(self) -> SaveReport | None:
+        """The report of the last ``save()``."""
+        return self._report
+
+    def generate_final_dict(self) -> dict[str, Any]:
+        """The results dict with '|' shown as ':' in task names, as lighteval's."""
+        return {
+            section: (
+                {str(k).replace("|", ":"): v for k, v in value.items()} if isinstance(value, dict) else value
+            )
+            for section, value in self.results.items()
+        }
+
+    def preview_outputs(self, samples: int = 1) -> None:
+        """Print the first samples of each task: query, gold, prediction and metrics."""
+        for task_name in self.details_logger.spool.tasks():
+            print(f"=== {task_name} ===")
+            for index, record in enumerate(self.details_logger.spool.iter_records(task_name)):
+                if index >= samples:
+                    break
+                doc, response = record.get("doc") or {}, record.get("model_response") or {}
+                print(f"query: {str(doc.get('query', ''))[:500]}")
+                if doc.get("choices") is not None:
+                    print(f"gold: {doc.get('gold_index')!r} of {doc.get('choices')!r}"[:500])
+                print(f"prediction: {str(response.get('text', ''))[:500]}")
+                print(f"metrics: {record.get('metric')}")
+
+    def load_details_datasets(self, date_id: str, task_names: Sequence[str]) -> dict[str, Any]:
+        """Load saved details parquet files as ``datasets.Dataset`` (``date_id`` may be first/last).
+
+        A requested name matches a saved task exactly or without its ``|<fewshot>`` suffix.
+        """
+        from evalsink_local.reader import load_details_datasets
+
+        return load_details_datasets(
+            self.output,
+            self.general_config_logger.model_name,
+            date_id,
+            list(task_names),
+            results_path_template=self.settings.results_path_template,
+        )
+
+
+_OPEN: set[EvaluationTracker] = set()
+
+
+@atexit.register
+def _close_open_runs() -> None:
+    """A run started and never saved (the program crashed or forgot save()) still gets run_finished."""
+    for tracker in list(_OPEN):
+        if not tracker._finished:
+            tracker.close(EvalsinkError("the process exited before the run was saved"))
+        else:
+            tracker.close()

@@ -1,0 +1,76 @@
+"""evalsink's local sink: lighteval's results JSON and details parquet files, written safely.
+
+Results are written first, then each task's details are converted from the run's spool, so a
+details problem never costs the results. Every file is published atomically (see
+:mod:`evalsink.storage`). pyarrow is imported only when this sink is enabled.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from evalsink import Sink, SinkConfig, hookimpl
+from evalsink.models import EvaluationResults
+from evalsink.run import Run
+
+__all__ = ["LocalSink", "LocalSinkConfig"]
+
+
+class LocalSinkConfig(SinkConfig):
+    """Options of the local sink (``sink_config={"local": {...}}`` or ``EVALSINK_LOCAL__<FIELD>``)."""
+
+    required: bool = True
+    row_group_size: int = Field(default=1000, ge=1, description="Rows per parquet row group.")
+    compression: Literal["snappy", "zstd", "gzip", "none"] = "snappy"
+    details_path_template: str | None = Field(
+        default=None,
+        description="Folder holding the {date_id}/ details folders; "
+        "placeholders {output_dir}, {org}, {model}.",
+    )
+
+
+class LocalSink(Sink):
+    """Writes ``results/{model}/results_{date}.json`` and ``details/{model}/{date}/*.parquet``."""
+
+    config_model = LocalSinkConfig
+    remote = False
+    config: LocalSinkConfig
+
+    @hookimpl
+    def evalsink_results_saved(self, run: Run, results: EvaluationResults) -> list[str]:
+        from evalsink import jsonsafe
+        from evalsink_local.layout import layout_for
+
+        assert run.date_id is not None
+        layout = layout_for(
+            run.output, run.model_name, run.settings.results_path_template, self.config.details_path_template
+        )
+        written = [
+            layout.results.write_bytes(
+                layout.results_file(run.date_id), jsonsafe.dumps(results.model_dump(mode="json"), indent=True)
+            )
+        ]
+        if run.settings.save_details:
+            written.extend(self._write_details(run, layout))
+        return written
+
+    def _write_details(self, run: Run, layout: object) -> list[str]:
+        from evalsink_local.layout import Layout
+        from evalsink_local.parquet import write_details
+
+        assert isinstance(layout, Layout)
+        assert run.date_id is not None
+        written = []
+        for task_name in run.details.tasks():
+            relative = layout.details_file(task_name, run.date_id)
+            with layout.details.open_atomic(relative) as handle:
+                write_details(
+                    lambda task=task_name: run.details.iter_records(task),
+                    handle,
+                    row_group_size=self.config.row_group_size,
+                    compression=self.config.compression,
+                )
+            written.append(layout.details.display(relative))
+        return written

@@ -1,0 +1,192 @@
+"""Spool records -> one parquet file per task, in bounded memory, whatever the types do.
+
+Writing batch by batch with the first batch's schema fails (or silently drops data) when a nested
+key first appears later or a metric changes type between samples; that is how lighteval loses whole
+runs (``ArrowInvalid``). So the schema is decided over the whole task first:
+
+1. read the task's records once, in batches, letting Arrow infer each batch's types (a pure-Python
+   inference takes over for a batch Arrow refuses) and merging them with :func:`unify`;
+2. read them again and write row groups with that schema.
+
+Merging rules: missing keys are null; ``int`` widens to ``double``; structs merge their fields;
+lists merge their item types; any other disagreement (a float in one sample, a string in the next;
+a bool and a number; an empty object) turns that field into a string column holding each value's
+JSON text, marked with the field metadata ``evalsink.encoding = json``. Nothing is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from typing import IO, Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+COLUMNS = ("doc", "metric", "model_response")
+JSON_METADATA = {b"evalsink.encoding": b"json"}
+
+# While merging, a JSON-text field is marked with large_string, a type Arrow never infers from
+# Python values; the final schema turns it into string + JSON_METADATA.
+_JSON = pa.large_string()
+_INT64_RANGE = (-(2**63), 2**63 - 1)
+
+
+def unify(left: pa.DataType | None, right: pa.DataType) -> pa.DataType:
+    """The narrowest type that holds values of both types (JSON text when nothing else does)."""
+    if left is None or left == right:
+        return right
+    if pa.types.is_null(left):
+        return right
+    if pa.types.is_null(right):
+        return left
+    if _JSON in (left, right):
+        return _JSON
+    numeric = {pa.int64(), pa.float64()}
+    if left in numeric and right in numeric:
+        return pa.float64()
+    if pa.types.is_list(left) and pa.types.is_list(right):
+        return pa.list_(unify(left.value_type, right.value_type))
+    if pa.types.is_struct(left) and pa.types.is_struct(right):
+        fields: dict[str, pa.DataType] = {
+            left.field(i).name: left.field(i).type for i in range(left.num_fields)
+        }
+        for i in range(right.num_fields):
+            child = right.field(i)
+            fields[child.name] = unify(fields.get(child.name), child.type)
+        return pa.struct([pa.field(name, kind) for name, kind in fields.items()])
+    return _JSON
+
+
+def python_type(value: Any) -> pa.DataType:
+    """Arrow type of one decoded JSON value (used where Arrow's own inference refuses a batch)."""
+    if value is None:
+        return pa.null()
+    if isinstance(value, bool):
+        return pa.bool_()
+    if isinstance(value, int):
+        return pa.int64() if _INT64_RANGE[0] <= value <= _INT64_RANGE[1] else _JSON
+    if isinstance(value, float):
+        return pa.float64()
+    if isinstance(value, str):
+        return pa.string()
+    if isinstance(value, list):
+        item: pa.DataType | None = None
+        for element in value:
+            item = unify(item, python_type(element))
+        return pa.list_(item if item is not None else pa.null())
+    if isinstance(value, dict):
+        return pa.struct([pa.field(str(key), python_type(child)) for key, child in value.items()])
+    return _JSON
+
+
+def infer_type(values: list[Any]) -> pa.DataType:
+    try:
+        inferred = pa.array(values).type
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        inferred = None
+        for value in values:
+            inferred = unify(inferred, python_type(value))
+        return inferred if inferred is not None else pa.null()
+    return _normalise(inferred)
+
+
+def _normalise(kind: pa.DataType) -> pa.DataType:
+    """Map Arrow's inferred types onto the merge lattice (e.g. uint64 for huge ints -> JSON)."""
+    if pa.types.is_struct(kind):
+        return pa.struct(
+            [pa.field(kind.field(i).name, _normalise(kind.field(i).type)) for i in range(kind.num_fields)]
+        )
+    if pa.types.is_list(kind):
+        return pa.list_(_normalise(kind.value_type))
+    if pa.types.is_integer(kind) and kind != pa.int64():
+        return _JSON
+    return kind
+
+
+def _finalise(name: str, kind: pa.DataType | None) -> pa.Field:
+    """Turn the merge marker into string + metadata; empty structs (not writable) into JSON text."""
+    if kind is None:
+        kind = pa.null()
+    if kind == _JSON or (pa.types.is_struct(kind) and kind.num_fields == 0):
+        return pa.field(name, pa.string(), metadata=JSON_METADATA)
+    if pa.types.is_struct(kind):
+        return pa.field(
+            name,
+            pa.struct([_finalise(kind.field(i).name, kind.field(i).type) for i in range(kind.num_fields)]),
+        )
+    if pa.types.is_list(kind):
+        item = _finalise("item", kind.value_type)
+        return pa.field(name, pa.list_(item), metadata=item.metadata)
+    return pa.field(name, kind)
+
+
+def _needs_encoding(field: pa.Field) -> bool:
+    if field.metadata and field.metadata.get(b"evalsink.encoding") == b"json":
+        return True
+    kind = field.type
+    if pa.types.is_struct(kind):
+        return any(_needs_encoding(kind.field(i)) for i in range(kind.num_fields))
+    if pa.types.is_list(kind):
+        return _needs_encoding(kind.value_field)
+    return False
+
+
+def _encode(value: Any, field: pa.Field) -> Any:
+    """Shape a value for ``field``: JSON-text fields become their JSON encoding."""
+    if value is None:
+        return None
+    if field.metadata and field.metadata.get(b"evalsink.encoding") == b"json":
+        return orjson.dumps(value).decode()
+    kind = field.type
+    if pa.types.is_struct(kind) and isinstance(value, dict):
+        return {
+            kind.field(i).name: _encode(value.get(kind.field(i).name), kind.field(i))
+            for i in range(kind.num_fields)
+        }
+    if pa.types.is_list(kind) and isinstance(value, list):
+        return [_encode(item, kind.value_field) for item in value]
+    return value
+
+
+def _batches(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    iterator = iter(records)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def details_schema(read: Callable[[], Iterable[dict[str, Any]]], batch_size: int) -> pa.Schema:
+    """First pass: the unified schema of every record ``read()`` yields."""
+    merged: dict[str, pa.DataType | None] = dict.fromkeys(COLUMNS)
+    for batch in _batches(read(), batch_size):
+        for column in COLUMNS:
+            merged[column] = unify(merged[column], infer_type([record.get(column) for record in batch]))
+    return pa.schema([_finalise(column, merged[column]) for column in COLUMNS])
+
+
+def write_details(
+    read: Callable[[], Iterable[dict[str, Any]]],
+    sink: IO[bytes],
+    *,
+    row_group_size: int = 1000,
+    compression: str = "snappy",
+) -> int:
+    """Write the records of one task as parquet to ``sink``; returns the number of rows."""
+    schema = details_schema(read, row_group_size)
+    encoded = [_needs_encoding(schema.field(column)) for column in COLUMNS]
+    rows = 0
+    with pq.ParquetWriter(sink, schema, compression=None if compression == "none" else compression) as writer:
+        for batch in _batches(read(), row_group_size):
+            arrays = []
+            for column, needs in zip(COLUMNS, encoded, strict=True):
+                field = schema.field(column)
+                values = [record.get(column) for record in batch]
+                if needs:
+                    values = [_encode(value, field) for value in values]
+                arrays.append(pa.array(values, type=field.type))
+            writer.write_batch(
+                pa.RecordBatch.from_arrays(arrays, schema=schema), row_group_size=row_group_size
+            )
+            rows += len(batch)
+    return rows
