@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from evalsink import jsonsafe
 from evalsink.run import DetailsBatch
 from evalsink.spool import DetailSpool
@@ -184,13 +186,29 @@ class _TaskHashes:
         }
 
 
+_INT_LIST_BYTES = b"0123456789-,[]"
+
+
 def _text(value: Any) -> bytes:
-    """What lighteval hashes (UTF-8): the string itself, or ``str()`` of a list of tokens."""
+    """What lighteval hashes, as UTF-8: the string itself, or ``str()`` of a list of tokens.
+
+    ``str()`` of a 300-token list costs ~30 µs; for lists of integers (possibly nested) orjson's
+    output with ", " separators is byte-identical and ~10x cheaper, so hashes still match
+    lighteval's. Anything else falls back to ``str()``.
+    """
     if value is None:
         return b""
     if isinstance(value, str):
         return value.encode("utf-8", "surrogatepass")
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, list):
+        try:
+            encoded = orjson.dumps(value)
+        except orjson.JSONEncodeError:
+            return str(value).encode("utf-8", "surrogatepass")
+        if not encoded.translate(None, _INT_LIST_BYTES):
+            return encoded.replace(b",", b", ")
+        return str(value).encode("utf-8", "surrogatepass")
+    if isinstance(value, tuple):
         return str(value).encode("utf-8", "surrogatepass")
     return jsonsafe.dumps(value)
 
@@ -237,9 +255,10 @@ class DetailsLogger:
 
     def log(self, task_name: str, doc: Any, model_response: Any, metrics: Mapping[str, Any]) -> None:
         """Record one sample; encoding problems raise here, naming the field, before anything is kept."""
-        from evalsink.paths import task_file_part
+        if task_name not in self._hashes:
+            from evalsink.paths import task_file_part
 
-        task_file_part(task_name)  # refuses an empty name early
+            task_file_part(task_name)  # refuses an empty name before anything is kept
         line = jsonsafe.dumps(
             {"task_name": task_name, "doc": doc, "model_response": model_response, "metric": metrics}
         )

@@ -23,7 +23,7 @@ import orjson
 
 from evalsink.run import DetailsBatch
 
-_READ_BUFFER = 1 << 20
+_READ_SPAN = 4 << 20  # bytes read at once when records are contiguous
 
 
 class DetailSpool:
@@ -121,21 +121,37 @@ class DetailSpool:
         return self._sequence
 
     def iter_lines(self, task_name: str) -> Iterator[bytes]:
-        """The raw JSON lines of one task, in logging order (flushes pending samples first)."""
+        """The raw JSON lines of one task, in logging order (flushes pending samples first).
+
+        Records that lie next to each other in the file are read with one ``pread`` of up to
+        ``_READ_SPAN`` bytes, so a task logged in one stretch costs a few reads, and interleaved
+        tasks cost one small read per record, never a buffer refill.
+        """
         if self._pending:
             self.flush()
         offsets = self._offsets.get(task_name)
         if not offsets:
             return
         lengths = self._lengths[task_name]
-        with open(self.path, "rb", buffering=_READ_BUFFER) as handle:
-            position = -1
-            for offset, length in zip(offsets, lengths, strict=True):
-                if offset != position:
-                    handle.seek(offset)
-                yield handle.read(length)
-                handle.read(1)  # the newline
-                position = offset + length + 1
+        descriptor = os.open(self.path, os.O_RDONLY)
+        try:
+            count, index = len(offsets), 0
+            while index < count:
+                start, end, stop = offsets[index], offsets[index] + lengths[index] + 1, index + 1
+                while stop < count and offsets[stop] == end and end - start < _READ_SPAN:
+                    end += lengths[stop] + 1
+                    stop += 1
+                chunk = os.pread(descriptor, end - start, start)
+                if len(chunk) != end - start:
+                    raise OSError(f"spool {self.path} is shorter than its index (truncated?)")
+                position = 0
+                for item in range(index, stop):
+                    length = lengths[item]
+                    yield chunk[position : position + length]
+                    position += length + 1
+                index = stop
+        finally:
+            os.close(descriptor)
 
     def iter_records(self, task_name: str) -> Iterator[dict[str, Any]]:
         """Decoded records of one task: dicts with task_name, doc, model_response, metric."""

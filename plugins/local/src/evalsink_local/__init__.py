@@ -65,12 +65,11 @@ class LocalSink(Sink):
         written = []
         for task_name in run.details.tasks():
             relative = layout.details_file(task_name, run.date_id)
-            with layout.details.open_atomic(relative) as handle:
-                write_details(
-                    lambda task=task_name: run.details.iter_records(task),
-                    handle,
-                    row_group_size=self.config.row_group_size,
-                    compression=self.config.compression,
-                )
+            write_details(
+                lambda task=task_name: run.details.iter_records(task),
+                lambda relative=relative: layout.details.open_atomic(relative),
+                row_group_size=self.config.row_group_size,
+                compression=self.config.compression,
+            )
             written.append(layout.details.display(relative))
         return written

@@ -2,11 +2,15 @@
 
 Writing batch by batch with the first batch's schema fails (or silently drops data) when a nested
 key first appears later or a metric changes type between samples; that is how lighteval loses whole
-runs (``ArrowInvalid``). So the schema is decided over the whole task first:
+runs (``ArrowInvalid``). So the schema is decided deliberately:
 
-1. read the task's records once, in batches, letting Arrow infer each batch's types (a pure-Python
-   inference takes over for a batch Arrow refuses) and merging them with :func:`unify`;
-2. read them again and write row groups with that schema.
+* **Fast path** (one read): the first batch's inferred schema is used while every later batch
+  fits it (a batch with nulls where the schema has values, or ints where it has doubles, is
+  converted to it). Most evaluations never leave this path.
+* **Full path** (two reads), taken as soon as a batch does not fit: the partial file is discarded;
+  the task's records are read once, in batches, letting Arrow infer each batch's types (a
+  pure-Python inference takes over for a batch Arrow refuses) and merging them with
+  :func:`unify`; then read again and written with that schema.
 
 Merging rules: missing keys are null; ``int`` widens to ``double``; structs merge their fields;
 lists merge their item types; any other disagreement (a float in one sample, a string in the next;
@@ -17,6 +21,7 @@ JSON text, marked with the field metadata ``evalsink.encoding = json``. Nothing 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from itertools import islice
 from typing import IO, Any
 
@@ -165,18 +170,64 @@ def details_schema(read: Callable[[], Iterable[dict[str, Any]]], batch_size: int
     return pa.schema([_finalise(column, merged[column]) for column in COLUMNS])
 
 
-def write_details(
-    read: Callable[[], Iterable[dict[str, Any]]],
-    sink: IO[bytes],
-    *,
-    row_group_size: int = 1000,
-    compression: str = "snappy",
+class _SchemaChangedError(Exception):
+    """A batch does not fit the fast path's schema: start again on the full path."""
+
+
+def _open_writer(sink: IO[bytes], schema: pa.Schema, compression: str) -> pq.ParquetWriter:
+    return pq.ParquetWriter(sink, schema, compression=None if compression == "none" else compression)
+
+
+def _write_fast(
+    records: Iterable[dict[str, Any]], sink: IO[bytes], row_group_size: int, compression: str
 ) -> int:
-    """Write the records of one task as parquet to ``sink``; returns the number of rows."""
+    """One read: keep the first batch's schema, or raise :class:`_SchemaChangedError`."""
+    schema: pa.Schema | None = None
+    writer: pq.ParquetWriter | None = None
+    rows = 0
+    try:
+        for batch in _batches(records, row_group_size):
+            arrays = []
+            for index, column in enumerate(COLUMNS):
+                values = [record.get(column) for record in batch]
+                try:
+                    array = pa.array(values)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+                    raise _SchemaChangedError from None
+                if _normalise(array.type) != array.type:
+                    raise _SchemaChangedError
+                if schema is not None and array.type != schema.field(index).type:
+                    expected = schema.field(index).type
+                    if unify(expected, array.type) != expected:
+                        raise _SchemaChangedError
+                    array = pa.array(values, type=expected)
+                arrays.append(array)
+            if schema is None:
+                schema = pa.schema(
+                    [_finalise(column, array.type) for column, array in zip(COLUMNS, arrays, strict=True)]
+                )
+                if any(_needs_encoding(field) for field in schema):
+                    raise _SchemaChangedError
+                writer = _open_writer(sink, schema, compression)
+            assert writer is not None
+            writer.write_batch(
+                pa.RecordBatch.from_arrays(arrays, schema=schema), row_group_size=row_group_size
+            )
+            rows += len(batch)
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
+
+
+def _write_full(
+    read: Callable[[], Iterable[dict[str, Any]]], sink: IO[bytes], row_group_size: int, compression: str
+) -> int:
+    """Two reads: decide the schema over every record, then write."""
     schema = details_schema(read, row_group_size)
     encoded = [_needs_encoding(schema.field(column)) for column in COLUMNS]
     rows = 0
-    with pq.ParquetWriter(sink, schema, compression=None if compression == "none" else compression) as writer:
+    with _open_writer(sink, schema, compression) as writer:
         for batch in _batches(read(), row_group_size):
             arrays = []
             for column, needs in zip(COLUMNS, encoded, strict=True):
@@ -190,3 +241,24 @@ def write_details(
             )
             rows += len(batch)
     return rows
+
+
+def write_details(
+    read: Callable[[], Iterable[dict[str, Any]]],
+    open_target: Callable[[], AbstractContextManager[IO[bytes]]],
+    *,
+    row_group_size: int = 1000,
+    compression: str = "snappy",
+) -> int:
+    """Write the records ``read()`` yields as one parquet file; returns the number of rows.
+
+    ``open_target()`` opens the destination (atomically: a target left by an exception is
+    discarded); it is called a second time if the fast path has to give way to the full path.
+    """
+    try:
+        with open_target() as sink:
+            return _write_fast(read(), sink, row_group_size, compression)
+    except _SchemaChangedError:
+        pass
+    with open_target() as sink:
+        return _write_full(read, sink, row_group_size, compression)
