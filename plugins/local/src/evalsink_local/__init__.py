@@ -57,19 +57,39 @@ class LocalSink(Sink):
         return written
 
     def _write_details(self, run: Run, layout: object) -> list[str]:
+        """One parquet file per task; a task that fails does not stop the others being published."""
         from evalsink_local.layout import Layout
         from evalsink_local.parquet import write_details
 
         assert isinstance(layout, Layout)
         assert run.date_id is not None
-        written = []
-        for task_name in run.details.tasks():
-            relative = layout.details_file(task_name, run.date_id)
-            write_details(
-                lambda task=task_name: run.details.iter_records(task),
-                lambda relative=relative: layout.details.open_atomic(relative),
-                row_group_size=self.config.row_group_size,
-                compression=self.config.compression,
+        batch = layout.details.batch()
+        written, failures = [], []
+        try:
+            for task_name in run.details.tasks():
+                relative = layout.details_file(task_name, run.date_id)
+                try:
+                    write_details(
+                        lambda task=task_name: run.details.iter_records(task),
+                        lambda relative=relative: batch.open(relative),
+                        row_group_size=self.config.row_group_size,
+                        compression=self.config.compression,
+                    )
+                except Exception as exc:
+                    failures.append(f"{task_name!r}: {type(exc).__name__}: {exc}")
+                    continue
+                written.append(layout.details.display(relative))
+            batch.commit()
+        except BaseException:
+            batch.discard()
+            raise
+        if failures:
+            raise DetailsWriteError(
+                f"details of {len(failures)} task(s) could not be written (the others were): "
+                + "; ".join(failures)
             )
-            written.append(layout.details.display(relative))
         return written
+
+
+class DetailsWriteError(RuntimeError):
+    """Some tasks' details failed to convert; the results and the other tasks were written."""

@@ -20,6 +20,7 @@ JSON text, marked with the field metadata ``evalsink.encoding = json``. Nothing 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from itertools import islice
@@ -97,6 +98,7 @@ def infer_type(values: list[Any]) -> pa.DataType:
     return _normalise(inferred)
 
 
+@functools.lru_cache(maxsize=1024)
 def _normalise(kind: pa.DataType) -> pa.DataType:
     """Map Arrow's inferred types onto the merge lattice (e.g. uint64 for huge ints -> JSON)."""
     if pa.types.is_struct(kind):
@@ -110,6 +112,7 @@ def _normalise(kind: pa.DataType) -> pa.DataType:
     return kind
 
 
+@functools.lru_cache(maxsize=1024)
 def _finalise(name: str, kind: pa.DataType | None) -> pa.Field:
     """Turn the merge marker into string + metadata; empty structs (not writable) into JSON text."""
     if kind is None:
@@ -170,6 +173,52 @@ def details_schema(read: Callable[[], Iterable[dict[str, Any]]], batch_size: int
     return pa.schema([_finalise(column, merged[column]) for column in COLUMNS])
 
 
+class _BackgroundWriter:
+    """Writes row groups on a second thread while the next batch is decoded and converted.
+
+    Encoding and compressing a row group runs in Arrow's C++ without the GIL, so on two cores the
+    write overlaps the Python-side decoding. The thread starts with the second row group (a task
+    of one row group, the common case with thousands of small tasks, pays for no thread). At most
+    two row groups are in flight; a write error is re-raised in the caller.
+    """
+
+    def __init__(self, writer: pq.ParquetWriter, row_group_size: int) -> None:
+        self._writer = writer
+        self._row_group_size = row_group_size
+        self._first: pa.RecordBatch | None = None
+        self._pool: Any = None
+        self._pending: list[Any] = []
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._pool is None:
+            if self._first is None:
+                self._first = batch
+                return
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalsink-parquet")
+            self._submit(self._first)
+            self._first = None
+        self._submit(batch)
+
+    def _submit(self, batch: pa.RecordBatch) -> None:
+        if len(self._pending) >= 2:
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(self._writer.write_batch, batch, self._row_group_size))
+
+    def close(self) -> None:
+        """Wait for queued row groups, then close the file (raising the first write error)."""
+        try:
+            if self._first is not None:
+                self._writer.write_batch(self._first, self._row_group_size)
+            for future in self._pending:
+                future.result()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            self._writer.close()
+
+
 class _SchemaChangedError(Exception):
     """A batch does not fit the fast path's schema: start again on the full path."""
 
@@ -183,7 +232,7 @@ def _write_fast(
 ) -> int:
     """One read: keep the first batch's schema, or raise :class:`_SchemaChangedError`."""
     schema: pa.Schema | None = None
-    writer: pq.ParquetWriter | None = None
+    writer: _BackgroundWriter | None = None
     rows = 0
     try:
         for batch in _batches(records, row_group_size):
@@ -208,11 +257,9 @@ def _write_fast(
                 )
                 if any(_needs_encoding(field) for field in schema):
                     raise _SchemaChangedError
-                writer = _open_writer(sink, schema, compression)
+                writer = _BackgroundWriter(_open_writer(sink, schema, compression), row_group_size)
             assert writer is not None
-            writer.write_batch(
-                pa.RecordBatch.from_arrays(arrays, schema=schema), row_group_size=row_group_size
-            )
+            writer.write(pa.RecordBatch.from_arrays(arrays, schema=schema))
             rows += len(batch)
     finally:
         if writer is not None:
@@ -227,7 +274,8 @@ def _write_full(
     schema = details_schema(read, row_group_size)
     encoded = [_needs_encoding(schema.field(column)) for column in COLUMNS]
     rows = 0
-    with _open_writer(sink, schema, compression) as writer:
+    writer = _BackgroundWriter(_open_writer(sink, schema, compression), row_group_size)
+    try:
         for batch in _batches(read(), row_group_size):
             arrays = []
             for column, needs in zip(COLUMNS, encoded, strict=True):
@@ -236,10 +284,10 @@ def _write_full(
                 if needs:
                     values = [_encode(value, field) for value in values]
                 arrays.append(pa.array(values, type=field.type))
-            writer.write_batch(
-                pa.RecordBatch.from_arrays(arrays, schema=schema), row_group_size=row_group_size
-            )
+            writer.write(pa.RecordBatch.from_arrays(arrays, schema=schema))
             rows += len(batch)
+    finally:
+        writer.close()
     return rows
 
 
