@@ -38,7 +38,8 @@ def test_every_hook_has_a_section_and_a_docstring() -> None:
     for name, function in inspect.getmembers(hookspecs, inspect.isfunction):
         if name.startswith("evalsink_"):
             assert f"## {name}" in text
-            assert function.__doc__ and ":param run:" in function.__doc__
+            assert function.__doc__
+            assert ":param run:" in function.__doc__
 
 
 def test_hook_names_constant_matches_specs() -> None:

@@ -52,25 +52,47 @@ class SinkEntry:
         return loaded
 
 
-def installed_sinks() -> dict[str, SinkEntry]:
-    """Every installed sink by name; two distributions claiming one name is an error naming both."""
+@dataclass(frozen=True)
+class Installed:
+    """What the entry points say: one entry per sink name, plus names claimed more than once."""
+
+    sinks: dict[str, SinkEntry]
+    conflicts: dict[str, list[SinkEntry]]
+
+    def names(self) -> list[str]:
+        return sorted({*self.sinks, *self.conflicts})
+
+
+def discover() -> Installed:
+    """Read the ``evalsink.sinks`` entry points (metadata only, nothing imported).
+
+    The same distribution listed twice (editable installs do this) counts once. A name claimed by
+    two distributions is kept aside as a conflict: it only fails a tracker that enables it.
+    """
     found: dict[str, SinkEntry] = {}
+    conflicts: dict[str, list[SinkEntry]] = {}
     for ep in entry_points(group=GROUP):
         dist = getattr(ep, "dist", None)
         dist_name = dist.metadata["Name"] if dist is not None else "<unknown distribution>"
         dist_version = dist.version if dist is not None else "?"
         entry = SinkEntry(ep.name, ep.value, dist_name, dist_version, ep)
-        previous = found.get(ep.name)
-        if previous is None:
+        if ep.name in conflicts:
+            claims = conflicts[ep.name]
+        elif ep.name in found:
+            claims = [found[ep.name]]
+        else:
+            claims = []
+        if not claims:
             found[ep.name] = entry
-        elif _canonical(previous.distribution) != _canonical(dist_name):
-            raise DuplicateSinkError(
-                f"two installed distributions provide the sink {ep.name!r}: "
-                f"{previous.distribution} {previous.version} ({previous.value}) and "
-                f"{dist_name} {dist_version} ({ep.value}); uninstall one of them"
-            )
-        # the same distribution listed twice (editable installs do this) is one sink
-    return found
+        elif all(_canonical(c.distribution) != _canonical(dist_name) for c in claims):
+            conflicts[ep.name] = [*claims, entry]
+            found.pop(ep.name, None)
+    return Installed(found, conflicts)
+
+
+def installed_sinks() -> dict[str, SinkEntry]:
+    """Every installed sink by name (names claimed by two distributions left out: see discover)."""
+    return discover().sinks
 
 
 def _canonical(name: str) -> str:
@@ -84,12 +106,24 @@ def install_hint(name: str) -> str:
     return f"install the package that provides the evalsink sink {name!r}"
 
 
-def find_sink(name: str, available: dict[str, SinkEntry] | None = None) -> SinkEntry:
-    sinks = installed_sinks() if available is None else available
-    entry = sinks.get(name)
-    if entry is None:
-        known = ", ".join(sorted(sinks)) or "none"
-        raise SinkNotInstalledError(
-            f"sink {name!r} is not installed (installed sinks: {known}); to add it: {install_hint(name)}"
-        )
-    return entry
+def _conflict_message(name: str, claims: list[SinkEntry]) -> str:
+    owners = " and ".join(f"{c.distribution} {c.version} ({c.value})" for c in claims)
+    return f"several installed distributions provide the sink {name!r}: {owners}; uninstall all but one"
+
+
+def find_sinks(names: list[str], installed: Installed | None = None) -> list[SinkEntry]:
+    """The entries for ``names``; every missing or ambiguous name is reported in one error."""
+    found = discover() if installed is None else installed
+    for name in names:
+        if name in found.conflicts:
+            raise DuplicateSinkError(_conflict_message(name, found.conflicts[name]))
+    missing = [name for name in names if name not in found.sinks]
+    if missing:
+        known = ", ".join(found.names()) or "none"
+        problems = "; ".join(f"sink {name!r} is not installed: {install_hint(name)}" for name in missing)
+        raise SinkNotInstalledError(f"{problems} (installed sinks: {known})")
+    return [found.sinks[name] for name in names]
+
+
+def find_sink(name: str, installed: Installed | None = None) -> SinkEntry:
+    return find_sinks([name], installed)[0]

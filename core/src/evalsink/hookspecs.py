@@ -5,7 +5,7 @@ A sink is a class registered under the ``evalsink.sinks`` entry-point group. Its
 hooks it needs and may accept any subset of a hook's arguments. docs/hooks.md documents the same
 hooks for sink authors; a test keeps the two in step.
 
-Guarantees the core gives every sink (see :mod:`evalsink.lifecycle`):
+Guarantees the core gives every sink (see :mod:`evalsink.tracker`):
 
 * ``evalsink_run_started`` fires once, before any other hook of the run;
 * ``evalsink_details_batch`` fires zero or more times, with samples in the order they were logged,

@@ -59,13 +59,17 @@ REDACTED = "**********"
 
 
 def _config_default(value: Any) -> Any:
-    """Configs also hold callables and classes (prompt functions, metric objects): name them."""
+    """Configs also hold callables and classes (prompt functions, metric objects): name them;
+    plain objects become their public attributes."""
     try:
         return _default(value)
     except TypeError:
         if isinstance(value, type) or callable(value):
             inner = getattr(value, "func", value)  # functools.partial
             return getattr(inner, "__qualname__", None) or getattr(inner, "__name__", None) or repr(inner)
+        attributes = getattr(value, "__dict__", None)
+        if isinstance(attributes, dict):  # a plain config object: its public attributes
+            return {k: v for k, v in attributes.items() if not k.startswith("_")}
         raise
 
 
@@ -79,7 +83,7 @@ def dumps(value: Any, *, indent: bool = False, config: bool = False) -> bytes:
     try:
         return orjson.dumps(value, default=_config_default if config else _default, option=option)
     except orjson.JSONEncodeError as exc:
-        where, why = locate_unencodable(value)
+        where, why = locate_unencodable(value, config=config)
         raise EncodeError(f"cannot encode {where or 'the value'} as JSON: {why}") from exc
 
 
@@ -95,18 +99,33 @@ def to_jsonable(value: Any, *, config: bool = False) -> Any:
 _SECRET_KEY = re.compile(r"(^|[_\-.])(token|api_?key|key|secret|password|passwd|credentials?)($|[_\-.])")
 
 
+_NOT_SECRET = re.compile(
+    r"^(pad|eos|bos|unk|sep|cls|mask)_token$|_token_ids?$|^max_.*tokens$|_tokens?_count$"
+)
+
+
 def looks_secret(key: str) -> bool:
-    """Whether a config key names a secret (``hf_token``, ``api_key``, ``password``...)."""
-    return bool(_SECRET_KEY.search(key.lower()))
+    """Whether a config key names a secret (``hf_token``, ``api_key``, ``password``...).
+
+    Tokenizer settings such as ``pad_token`` or ``eos_token_id`` are not secrets.
+    """
+    lowered = key.lower()
+    return bool(_SECRET_KEY.search(lowered)) and not _NOT_SECRET.search(lowered)
 
 
 def redact_secrets(value: Any) -> Any:
-    """Replace values under secret-looking keys, at any depth, in plain JSON data."""
+    """Replace values under secret-looking keys, at any depth, in plain JSON data.
+
+    Booleans, numbers and nulls cannot hold a credential and are kept (``use_auth_token: true``);
+    strings and whole containers (``api_keys: [...]``) are replaced.
+    """
     if isinstance(value, dict):
         return {
             key: (
                 REDACTED
-                if isinstance(key, str) and looks_secret(key) and item is not None
+                if isinstance(key, str)
+                and not isinstance(item, (bool, int, float, type(None)))
+                and looks_secret(key)
                 else redact_secrets(item)
             )
             for key, item in value.items()
@@ -134,17 +153,21 @@ def _children(value: Any) -> Iterator[tuple[str, Any]]:
     elif isinstance(value, (list, tuple, set, frozenset)):
         for index, child in enumerate(value):
             yield f"[{index}]", child
+    elif isinstance(getattr(value, "__dict__", None), dict) and not callable(value):
+        for key, child in vars(value).items():
+            if not key.startswith("_"):
+                yield _step(key), child
 
 
-def _failure(value: Any) -> str | None:
+def _failure(value: Any, config: bool = False) -> str | None:
     try:
-        orjson.dumps(value, default=_default, option=_OPTIONS)
+        orjson.dumps(value, default=_config_default if config else _default, option=_OPTIONS)
     except orjson.JSONEncodeError as exc:
         return str(exc)
     return None
 
 
-def locate_unencodable(value: Any) -> tuple[str, str]:
+def locate_unencodable(value: Any, *, config: bool = False) -> tuple[str, str]:
     """Find the innermost field orjson refuses and say why; the slow path, run only after a failure.
 
     Returns a dotted path such as ``doc.images[0]`` (empty for the top level) and the reason.
@@ -153,14 +176,14 @@ def locate_unencodable(value: Any) -> tuple[str, str]:
     for _ in range(_MAX_DEPTH):
         if isinstance(item, Mapping):
             for key in item:
-                if key is not None and not isinstance(key, (str, int, float, bool)):
+                if _failure({key: None}, config) is not None:
                     return where.lstrip("."), f"key {key!r} of type {type(key).__name__} cannot be a JSON key"
         for step, child in _children(item):
-            if _failure(child) is not None:
+            if _failure(child, config) is not None:
                 item, where = child, where + step
                 break
         else:
-            return where.lstrip("."), _failure(item) or "unknown reason"
+            return where.lstrip("."), _failure(item, config) or "unknown reason"
     return where.lstrip("."), f"nested deeper than {_MAX_DEPTH} levels (or cyclic)"
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import statistics
 import tempfile
 import time
 from array import array
@@ -89,11 +88,11 @@ class GeneralConfigLogger:
         ``generation_parameters`` and ``model_info`` accept the call lighteval 0.7-0.10 made.
         """
         source = model_info if model_info is not None else model_config
-        if model_config is not None:
-            self.model_config = model_config
-        elif model_info is not None:
-            self.model_config = model_info
+        if source is not None:
+            jsonsafe.to_jsonable(source, config=True)  # an unencodable config fails here, not at save()
+            self.model_config = source
         if generation_parameters is not None:
+            jsonsafe.to_jsonable(generation_parameters, config=True)
             self.generation_parameters = generation_parameters
         name = model_name if model_name is not None else _get(source, "model_name")
         if name is not None:
@@ -189,6 +188,26 @@ class _TaskHashes:
 _INT_LIST_BYTES = b"0123456789-,[]"
 
 
+def _int_list_json(value: list[Any]) -> bytes | None:
+    """Compact JSON of a list of ints or of lists of ints; None for anything else (tuples too,
+    which ``str()`` prints with parentheses)."""
+    if value and type(value[0]) is list:
+        parts = []
+        for item in value:
+            inner = _int_list_json(item) if type(item) is list else None
+            if inner is None or inner.count(b"[") != 1:
+                return None
+            parts.append(inner)
+        return b"[" + b",".join(parts) + b"]"
+    try:
+        encoded = orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return None
+    if encoded.count(b"[") != 1 or encoded.translate(None, _INT_LIST_BYTES):
+        return None
+    return encoded
+
+
 def _text(value: Any) -> bytes:
     """What lighteval hashes, as UTF-8: the string itself, or ``str()`` of a list of tokens.
 
@@ -201,11 +220,8 @@ def _text(value: Any) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8", "surrogatepass")
     if isinstance(value, list):
-        try:
-            encoded = orjson.dumps(value)
-        except orjson.JSONEncodeError:
-            return str(value).encode("utf-8", "surrogatepass")
-        if not encoded.translate(None, _INT_LIST_BYTES):
+        encoded = _int_list_json(value)
+        if encoded is not None:
             return encoded.replace(b",", b", ")
         return str(value).encode("utf-8", "surrogatepass")
     if isinstance(value, tuple):
@@ -335,7 +351,20 @@ class DetailsLogger:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) or (type(value).__module__ == "numpy" and hasattr(value, "dtype"))
+    """Python numbers (bools count, as lighteval averages them) and numpy numeric scalars."""
+    if isinstance(value, (int, float)):
+        return True
+    dtype = getattr(value, "dtype", None)
+    if dtype is None or getattr(value, "ndim", 1) != 0:
+        return False
+    kind = getattr(dtype, "kind", None)  # numpy
+    if kind is not None:
+        return bool(kind in "biuf")
+    item = getattr(value, "item", None)  # torch and other array libraries' 0-d values
+    try:
+        return callable(item) and isinstance(item(), (int, float))
+    except (TypeError, ValueError, RuntimeError):
+        return False
 
 
 def _is_mean(aggregation: Callable[..., Any]) -> bool:
@@ -348,16 +377,30 @@ def _mean(values: list[float]) -> float:
     return math.fsum(values) / len(values)
 
 
+def _sample_stdev(values: list[float]) -> float:
+    """Sample standard deviation; NaN (never an exception) when a value is NaN or infinite."""
+    if len(values) < 2:
+        return math.nan
+    mean = _mean(values)
+    if not math.isfinite(mean):
+        return math.nan
+    return math.sqrt(math.fsum((value - mean) ** 2 for value in values) / (len(values) - 1))
+
+
 def _mean_stderr(values: list[float]) -> float:
     """Standard error of the mean with the sample standard deviation (lighteval's choice)."""
-    return statistics.stdev(values) / math.sqrt(len(values))
+    return _sample_stdev(values) / math.sqrt(len(values))
 
 
 def _bootstrap_stderr(aggregation: Callable[[list[Any]], Any], values: list[Any], iterations: int) -> float:
     """Spread of ``aggregation`` over resamples; seeded so a rerun gives the same number."""
     rng = random.Random(1234)
-    estimates = [float(aggregation(rng.choices(values, k=len(values)))) for _ in range(iterations)]
-    return statistics.stdev(estimates)
+    try:
+        estimates = [float(aggregation(rng.choices(values, k=len(values)))) for _ in range(iterations)]
+    except Exception as exc:  # a resample the aggregation cannot handle (e.g. all zeros)
+        logger.warning("bootstrap stderr failed (%s: %s); stderr left as NaN", type(exc).__name__, exc)
+        return math.nan
+    return _sample_stdev(estimates)
 
 
 class MetricsLogger:
@@ -367,6 +410,7 @@ class MetricsLogger:
         self.metrics_values: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
         self.metric_aggregated: dict[str, dict[str, float]] = {}
         self.skipped: dict[str, dict[str, int]] = {}
+        self.failed_aggregations: dict[str, dict[str, str]] = {}
 
     def log(self, task_name: str, metrics: Mapping[str, Any]) -> None:
         values = self.metrics_values[task_name]
@@ -381,7 +425,7 @@ class MetricsLogger:
         ``self.skipped``). A corpus aggregation returning a dict contributes all its keys.
         """
         aggregated: dict[str, dict[str, float]] = {}
-        self.skipped = {}
+        self.skipped, self.failed_aggregations = {}, {}
         for task_name, metrics in self.metrics_values.items():
             own = _task_aggregations(task_dict, task_name)
             out: dict[str, float] = {}
@@ -397,9 +441,20 @@ class MetricsLogger:
                         continue
                     out[metric_name] = _mean(numbers)
                     if bootstrap_iters > 0 and len(numbers) > 1:
-                        out[f"{metric_name}_stderr"] = _safe(_mean_stderr, numbers)
+                        out[f"{metric_name}_stderr"] = _mean_stderr(numbers)
                     continue
-                result = aggregation(values)
+                try:
+                    result = aggregation(values)
+                except Exception as exc:
+                    failed = self.failed_aggregations.setdefault(task_name, {})
+                    failed[metric_name] = f"{type(exc).__name__}: {exc}"
+                    logger.error(
+                        "task %r, metric %r: aggregation failed (%s); metric left out",
+                        task_name,
+                        metric_name,
+                        exc,
+                    )
+                    continue
                 if isinstance(result, Mapping):
                     out.update({str(k): float(v) for k, v in result.items()})
                     continue
@@ -416,13 +471,6 @@ class MetricsLogger:
                     count,
                 )
         self.metric_aggregated = _add_averages(aggregated)
-
-
-def _safe(function: Callable[[list[float]], float], values: list[float]) -> float:
-    try:
-        return function(values)
-    except (OverflowError, ValueError):
-        return float("nan")
 
 
 def _task_aggregations(task_dict: Mapping[str, Any] | None, task_name: str) -> dict[str, Callable[..., Any]]:
@@ -486,7 +534,9 @@ class TaskConfigLogger:
         self.tasks_configs: dict[str, Any] = {}
 
     def log(self, task_dict: Mapping[str, Any]) -> None:
-        self.tasks_configs = {name: getattr(task, "config", task) for name, task in task_dict.items()}
+        configs = {name: getattr(task, "config", task) for name, task in task_dict.items()}
+        jsonsafe.to_jsonable(configs, config=True)  # an unencodable config fails here, not at save()
+        self.tasks_configs = configs
 
     def log_num_docs(self, task_name: str, original_num_docs: int, effective_num_docs: int) -> None:
         config = self.tasks_configs.setdefault(task_name, {})

@@ -3,7 +3,10 @@
 pluggy stops a hook call at the first implementation that raises, which would let one flaky
 remote sink cost every other sink its data. So each sink's implementation is called on its own:
 an exception becomes a recorded failure of that sink (logged, and reported by ``save()``), and the
-other sinks carry on. A sink that failed is not sent further data, but ``run_finished`` still reaches
+other sinks carry on. An exception with an ``outputs`` attribute still reports what the sink
+did write. The call order is evalsink's (local sinks first), so pluggy's ``tryfirst`` and
+``trylast`` have no effect and hook wrappers are refused at registration. A sink that failed is
+not sent further data, but ``run_finished`` still reaches
 it so it can close what it opened. Failures of sinks configured ``required=True`` are raised by
 :meth:`SinkManager.raise_required` once every sink has had its turn.
 
@@ -43,8 +46,13 @@ class SinkManager:
         try:
             self._pm.register(sink, name=name)
             self._pm.check_pending()
+            for caller in self._pm.get_hookcallers(sink) or []:
+                for impl in caller.get_hookimpls():
+                    if impl.plugin_name == name and (impl.hookwrapper or impl.wrapper):
+                        raise ValueError(f"{caller.name} is a hook wrapper; sinks implement plain hooks")
         except (pluggy.PluginValidationError, ValueError) as exc:
-            self._pm.unregister(name=name) if self._pm.has_plugin(name) else None
+            if self._pm.has_plugin(name):
+                self._pm.unregister(name=name)
             raise SinkLoadError(f"sink {name!r} does not follow the hook contract: {exc}") from exc
         self.sinks[name] = sink
         self.outcomes[name] = SinkOutcome(name=name, required=required)
@@ -64,6 +72,7 @@ class SinkManager:
             try:
                 result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
             except Exception as exc:
+                outcome.outputs.extend(str(item) for item in getattr(exc, "outputs", ()) or ())
                 outcome.errors.append(f"{hook}: {type(exc).__name__}: {exc}")
                 outcome.failed_hooks.append(hook)
                 outcome.exception = outcome.exception or exc

@@ -5,8 +5,9 @@ folder and a task name with ``/`` crashes after the results are written. The map
 ordinary names unchanged (including lighteval's ``:`` and ``|``) and percent-encodes only what
 could change the meaning of a path, so two different names never share a file:
 
-* ``%`` itself, ``/`` and ``\\`` inside a task name, NUL and other control characters become
-  ``%XX`` (``/`` in a model name separates ``org/model`` folders, as in lighteval);
+* ``%``, ``~`` (it marks shortened names), ``/`` and ``\\`` inside a task name, NUL and
+  other control characters become ``%XX`` (``/`` in a model name separates ``org/model``
+  folders, as in lighteval);
 * a component that is exactly ``.`` or ``..`` has its dots encoded (``%2E%2E``);
 * a component longer than 200 bytes is cut and suffixed with a hash of the full name;
 * an empty model name becomes ``unknown-model``; an empty task name is refused.
@@ -28,7 +29,7 @@ def safe_component(name: str) -> str:
     """Map one name to a single safe file-name component (injective for non-empty names)."""
     out = []
     for char in name:
-        if char in "%/\\" or ord(char) < 0x20 or ord(char) == 0x7F or 0xD800 <= ord(char) <= 0xDFFF:
+        if char in "%/\\~" or ord(char) < 0x20 or ord(char) == 0x7F or 0xD800 <= ord(char) <= 0xDFFF:
             out.append(_encode_char(char))
         else:
             out.append(char)

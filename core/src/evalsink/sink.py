@@ -13,8 +13,9 @@ if TYPE_CHECKING:
 class SinkConfig(BaseModel):
     """Base of every sink's config: unknown keys are rejected, values are validated on assignment.
 
-    Secrets belong in ``pydantic.SecretStr`` fields: they are redacted wherever evalsink writes a
-    config, and read from the backend's own environment variable when not given.
+    Secrets belong in ``pydantic.SecretStr`` fields, which evalsink never writes out; a sink
+    typically falls back to its backend's own environment variable (``HF_TOKEN``...) when the
+    field is not given.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -31,7 +32,6 @@ class Sink:
     local files: they run before remote ones, so results are on disk before anything is uploaded.
     """
 
-    name: ClassVar[str] = ""
     config_model: ClassVar[type[SinkConfig]] = SinkConfig
     remote: ClassVar[bool] = True
 

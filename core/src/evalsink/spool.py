@@ -12,6 +12,8 @@ write cut short by a crash and is ignored when the spool is scanned.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import os
 import time
 from array import array
@@ -50,8 +52,9 @@ class DetailSpool:
         self._pending_bytes = 0
         self._offsets: dict[str, array[int]] = {}
         self._lengths: dict[str, array[int]] = {}
-        self._last_flush = time.monotonic()
+        self._oldest = 0.0  # when the oldest buffered sample was logged
         self._sequence = 0  # samples logged so far, across tasks
+        self.corrupt_lines = 0  # lines skipped by reopen()
 
     # -- writing ---------------------------------------------------------------------------
     def append(self, task_name: str, line: bytes) -> DetailsBatch | None:
@@ -60,22 +63,20 @@ class DetailSpool:
         if offsets is None:
             offsets = self._offsets[task_name] = array("Q")
             self._lengths[task_name] = array("Q")
+        if not self._pending:
+            self._oldest = time.monotonic()
         offsets.append(self._written + self._pending_bytes)
         self._lengths[task_name].append(len(line))
         self._pending.append(line)
         self._pending_tasks.append(task_name)
         self._pending_bytes += len(line) + 1
         self._sequence += 1
-        if (
-            len(self._pending) >= self.flush_every
-            or time.monotonic() - self._last_flush >= self.flush_seconds
-        ):
+        if len(self._pending) >= self.flush_every or time.monotonic() - self._oldest >= self.flush_seconds:
             return self.flush()
         return None
 
     def flush(self) -> DetailsBatch | None:
         """Write and fsync the buffer; return what was written as a batch (None if empty)."""
-        self._last_flush = time.monotonic()
         if not self._pending:
             return None
         if self._file is None:
@@ -99,14 +100,11 @@ class DetailSpool:
             self._file = None
 
     def remove(self) -> None:
-        """Delete the spool file (after a run whose every sink succeeded)."""
+        """Delete the spool file, and its folder once empty (after a run whose every sink succeeded)."""
         self.close()
         self.path.unlink(missing_ok=True)
-        for parent in (self.path.parent, self.path.parent.parent):
-            try:
-                parent.rmdir()
-            except OSError:
-                break
+        with contextlib.suppress(OSError):  # another spool of the same run still lives there
+            self.path.parent.rmdir()
 
     # -- reading ---------------------------------------------------------------------------
     def tasks(self) -> list[str]:
@@ -121,21 +119,31 @@ class DetailSpool:
         return self._sequence
 
     def iter_lines(self, task_name: str) -> Iterator[bytes]:
-        """The raw JSON lines of one task, in logging order (flushes pending samples first).
+        """The raw JSON lines of one task, in logging order, buffered samples included.
 
-        Records that lie next to each other in the file are read with one ``pread`` of up to
-        ``_READ_SPAN`` bytes, so a task logged in one stretch costs a few reads, and interleaved
-        tasks cost one small read per record, never a buffer refill.
+        Reading never flushes: a flush is what hands a batch to the sinks, and only the logger
+        does that. Records that lie next to each other in the file are read with one ``pread`` of
+        up to ``_READ_SPAN`` bytes, so a task logged in one stretch costs a few reads, and
+        interleaved tasks cost one small read per record, never a buffer refill.
         """
-        if self._pending:
-            self.flush()
         offsets = self._offsets.get(task_name)
         if not offsets:
             return
         lengths = self._lengths[task_name]
+        on_disk = bisect.bisect_left(offsets, self._written)
+        if on_disk:
+            yield from self._read(offsets, lengths, on_disk)
+        if on_disk < len(offsets):
+            yield from (
+                line
+                for task, line in zip(self._pending_tasks, self._pending, strict=True)
+                if task == task_name
+            )
+
+    def _read(self, offsets: array[int], lengths: array[int], count: int) -> Iterator[bytes]:
         descriptor = os.open(self.path, os.O_RDONLY)
         try:
-            count, index = len(offsets), 0
+            index = 0
             while index < count:
                 start, end, stop = offsets[index], offsets[index] + lengths[index] + 1, index + 1
                 while stop < count and offsets[stop] == end and end - start < _READ_SPAN:
@@ -161,7 +169,11 @@ class DetailSpool:
     # -- recovery --------------------------------------------------------------------------
     @classmethod
     def reopen(cls, path: Path, **kwargs: Any) -> DetailSpool:
-        """Rebuild the index of an existing spool (after a crash); a torn last line is dropped."""
+        """Rebuild the index of an existing spool (after a crash).
+
+        A torn last line (no newline: the write was cut short) is cut off so new appends stay
+        line-aligned; an unreadable line elsewhere is skipped and counted in ``corrupt_lines``.
+        """
         spool = cls(path, **kwargs)
         offset = 0
         with open(path, "rb") as handle:
@@ -171,8 +183,12 @@ class DetailSpool:
                 body = line[:-1]
                 try:
                     task = orjson.loads(body)["task_name"]
+                    if not isinstance(task, str):
+                        raise TypeError(task)
                 except (orjson.JSONDecodeError, KeyError, TypeError):
-                    break
+                    spool.corrupt_lines += 1
+                    offset += len(line)
+                    continue
                 if task not in spool._offsets:
                     spool._offsets[task] = array("Q")
                     spool._lengths[task] = array("Q")

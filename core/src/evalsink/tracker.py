@@ -19,10 +19,12 @@ returns a per-sink :class:`~evalsink.report.SaveReport` and raises only for ``re
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import logging
 import math
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
@@ -31,7 +33,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from evalsink import jsonsafe
-from evalsink.discovery import find_sink, installed_sinks
+from evalsink.discovery import discover, find_sinks
 from evalsink.errors import EvalsinkError, SinkConfigError
 from evalsink.loggers import (
     DetailsLogger,
@@ -79,12 +81,28 @@ def select_sinks(
     return list(dict.fromkeys(names))
 
 
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def _check_run_id(run_id: str) -> str:
+    """Run ids name folders: letters, digits, '.', '_' and '-' only, so they cannot escape."""
+    if not _RUN_ID.fullmatch(run_id):
+        raise EvalsinkError(
+            f"invalid run id {run_id!r}: use up to 128 letters, digits, '.', '_' or '-', starting "
+            "with a letter or digit"
+        )
+    return run_id
+
+
 class _MetricsLogger(MetricsLogger):
-    """Remembers whether values arrived since the last ``aggregate()``, so ``save()`` knows."""
+    """Remembers whether values arrived since the last ``aggregate()`` and with which tasks, so
+    ``save()`` can re-aggregate the same way."""
 
     def __init__(self) -> None:
         super().__init__()
         self.stale = False
+        self.last_task_dict: Mapping[str, Any] | None = None
+        self.last_bootstrap_iters = 1000
 
     def log(self, task_name: str, metrics: Mapping[str, Any]) -> None:
         super().log(task_name, metrics)
@@ -92,7 +110,12 @@ class _MetricsLogger(MetricsLogger):
 
     def aggregate(self, task_dict: Mapping[str, Any] | None = None, bootstrap_iters: int = 1000) -> None:
         super().aggregate(task_dict=task_dict, bootstrap_iters=bootstrap_iters)
+        self.last_task_dict, self.last_bootstrap_iters = task_dict, bootstrap_iters
         self.stale = False
+
+    def refresh(self) -> None:
+        if self.stale or not self.metric_aggregated:
+            self.aggregate(self.last_task_dict, self.last_bootstrap_iters)
 
 
 class EvaluationTracker:
@@ -137,7 +160,7 @@ class EvaluationTracker:
             nanotron_run_info=nanotron_run_info,
             use_wandb=use_wandb,
         )
-        self.run_id = run_id or os.environ.get("EVALSINK_RUN_ID") or uuid.uuid4().hex[:16]
+        self.run_id = _check_run_id(run_id or os.environ.get("EVALSINK_RUN_ID") or uuid.uuid4().hex[:16])
         self.sink_names = select_sinks(
             sinks, push_to_hub=push_to_hub, push_to_tensorboard=push_to_tensorboard, use_wandb=use_wandb
         )
@@ -160,6 +183,7 @@ class EvaluationTracker:
         self._started = False
         self._finished = False
         self._in_context = False
+        self._closed = False
         self._report: SaveReport | None = None
 
     # -- construction ---------------------------------------------------------------------
@@ -167,14 +191,16 @@ class EvaluationTracker:
         from evalsink.config import build_config  # pydantic is imported here, not at import time
         from evalsink.sink import SinkConfig
 
-        available = installed_sinks()
-        entries = [find_sink(name, available) for name in names]  # every missing sink, before importing
-        unknown = sorted(set(sink_config) - set(available))
+        installed = discover()
+        entries = find_sinks(names, installed)  # every missing sink reported, before importing any
+        unknown = sorted(set(sink_config) - set(installed.names()))
         if unknown:
             raise SinkConfigError(
                 f"sink_config names sink(s) that are not installed: {', '.join(unknown)} "
-                f"(installed: {', '.join(sorted(available))})"
+                f"(installed: {', '.join(installed.names())})"
             )
+        for name in sorted(set(sink_config) - set(names)):
+            logger.warning("sink_config[%r] is ignored: the sink %r is not enabled", name, name)
         manager = SinkManager()
         for entry in entries:
             sink_class = entry.load()
@@ -196,13 +222,8 @@ class EvaluationTracker:
             root = Path(self.output.root) / ".evalsink" / "runs"
         else:
             root = Path(os.environ.get("EVALSINK_SPOOL_DIR") or tempfile.gettempdir()) / "evalsink-runs"
-        path = root / self.run_id / "details.jsonl"
-        if path.exists() and path.stat().st_size:
-            raise EvalsinkError(
-                f"run {self.run_id!r} already has a details spool at {path}; "
-                "pick another run_id (or remove that folder if the old run is not needed)"
-            )
-        return path
+        # one spool file per tracker: trackers sharing a run id (ranks, re-runs) never collide
+        return root / self.run_id / f"details-{uuid.uuid4().hex[:8]}.jsonl"
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -221,15 +242,17 @@ class EvaluationTracker:
     def save(self) -> SaveReport:
         """Flush, aggregate what was not aggregated, hand the results to every sink, report.
 
-        Outside a ``with`` block this also finishes the run (as lighteval's ``save()`` is its last
-        call). Raises :class:`~evalsink.errors.SinkFailedError` if a ``required`` sink failed.
+        Outside a ``with`` block this also finishes the run (lighteval's ``save()`` is its last
+        call) and, when every sink succeeded, drops the spool. Raises
+        :class:`~evalsink.errors.SinkFailedError` if a ``required`` sink failed.
         """
+        if self._report is not None:
+            raise EvalsinkError(f"run {self.run_id!r} was already saved; a tracker saves one run")
         self.start()
         error: BaseException | None = None
         try:
             self.details_logger.flush()
-            if self.metrics_logger.stale or not self.metrics_logger.metric_aggregated:
-                self.metrics_logger.aggregate()
+            self.metrics_logger.refresh()
             self.details_logger.aggregate()
             if self.general_config_logger.end_time is None:
                 self.general_config_logger.log_end_time()
@@ -242,8 +265,7 @@ class EvaluationTracker:
             raise
         finally:
             if not self._in_context:
-                failed = error is not None or self._required_failed()
-                self._finish(RunStatus.FAILED if failed else RunStatus.OK, error)
+                self.close(error)
         self._manager.raise_required()
         return self._report
 
@@ -270,8 +292,16 @@ class EvaluationTracker:
         self._finish(RunStatus.FAILED if failed else RunStatus.OK, error)
         if not failed and self._report is not None and self._report.ok:
             self.details_logger.spool.remove()
+            if self.output.is_local:  # and evalsink's own folders, when nothing else is left in them
+                for folder in (
+                    Path(self.output.root) / ".evalsink" / "runs",
+                    Path(self.output.root) / ".evalsink",
+                ):
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
         else:
             self.details_logger.spool.close()
+        self._closed = True
         _OPEN.discard(self)
 
     def __enter__(self) -> EvaluationTracker:
@@ -284,6 +314,8 @@ class EvaluationTracker:
     ) -> None:
         self._in_context = False
         self.close(exc)
+        if exc is None:
+            self._manager.raise_required()  # e.g. a required sink that failed in run_finished
 
     # -- results --------------------------------------------------------------------------
     def _results_dict(self) -> dict[str, Any]:
@@ -310,6 +342,11 @@ class EvaluationTracker:
                     report.warnings.append(f"results[{task!r}][{metric!r}] is {value}; written as null")
         for task, count in self.details_logger.nonfinite.items():
             report.warnings.append(f"details of {task!r}: {count} NaN/inf value(s) written as null")
+        for task, failures in self.metrics_logger.failed_aggregations.items():
+            for metric, why in failures.items():
+                report.warnings.append(
+                    f"results[{task!r}][{metric!r}]: the task's aggregation failed ({why})"
+                )
         for task, skipped in self.metrics_logger.skipped.items():
             for metric, count in skipped.items():
                 report.warnings.append(
@@ -325,7 +362,16 @@ class EvaluationTracker:
 
     @property
     def details(self) -> Mapping[str, list[dict[str, Any]]]:
-        """Task name -> list of {doc, model_response, metric}, read back from the spool."""
+        """Task name -> list of {doc, model_response, metric}, read back from the spool.
+
+        Once a saved run is closed its spool is gone: read the saved files with
+        :meth:`load_details_datasets` instead.
+        """
+        if self._closed and not self.details_logger.spool.path.exists():
+            raise EvalsinkError(
+                "the details spool was removed when the run closed; "
+                "read the saved details with load_details_datasets(date_id, task_names)"
+            )
         return self.details_logger.details
 
     @property
@@ -363,12 +409,14 @@ class EvaluationTracker:
         """
         from evalsink_local.reader import load_details_datasets
 
+        local = self._manager.sinks.get("local")
         return load_details_datasets(
             self.output,
             self.general_config_logger.model_name,
             date_id,
             list(task_names),
             results_path_template=self.settings.results_path_template,
+            details_path_template=getattr(getattr(local, "config", None), "details_path_template", None),
         )
 
 

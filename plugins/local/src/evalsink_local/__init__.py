@@ -53,7 +53,11 @@ class LocalSink(Sink):
             )
         ]
         if run.settings.save_details:
-            written.extend(self._write_details(run, layout))
+            try:
+                written.extend(self._write_details(run, layout))
+            except DetailsWriteError as exc:
+                exc.outputs = written + exc.outputs
+                raise
         return written
 
     def _write_details(self, run: Run, layout: object) -> list[str]:
@@ -86,10 +90,18 @@ class LocalSink(Sink):
         if failures:
             raise DetailsWriteError(
                 f"details of {len(failures)} task(s) could not be written (the others were): "
-                + "; ".join(failures)
+                + "; ".join(failures),
+                outputs=written,
             )
         return written
 
 
 class DetailsWriteError(RuntimeError):
-    """Some tasks' details failed to convert; the results and the other tasks were written."""
+    """Some tasks' details failed to convert; the results and the other tasks were written.
+
+    ``outputs`` lists what was written, so save()'s report still shows it.
+    """
+
+    def __init__(self, message: str, outputs: list[str]) -> None:
+        super().__init__(message)
+        self.outputs = outputs

@@ -126,7 +126,7 @@ def _finalise(name: str, kind: pa.DataType | None) -> pa.Field:
         )
     if pa.types.is_list(kind):
         item = _finalise("item", kind.value_type)
-        return pa.field(name, pa.list_(item), metadata=item.metadata)
+        return pa.field(name, pa.list_(item))
     return pa.field(name, kind)
 
 

@@ -5,15 +5,24 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
+from evalsink.paths import task_file_part
 from evalsink.storage import OutputDir
 from evalsink_local.layout import layout_for
 
 
 def saved_tasks(
-    output: OutputDir, model_name: str | None, date_id: str, results_path_template: str | None = None
+    output: OutputDir,
+    model_name: str | None,
+    date_id: str,
+    results_path_template: str | None = None,
+    details_path_template: str | None = None,
 ) -> tuple[str, dict[str, str]]:
-    """(resolved date_id, {task name: file path}) of a saved run; date_id may be 'first'/'last'."""
-    layout = layout_for(output, model_name, results_path_template)
+    """(resolved date_id, {file-name part of the task: path or URL}) of a saved run.
+
+    ``date_id`` may be ``first`` or ``last``. File-name parts are the task names as
+    :func:`evalsink.paths.task_file_part` wrote them.
+    """
+    layout = layout_for(output, model_name, results_path_template, details_path_template)
     if date_id in {"first", "last"}:
         folders = [name for name, is_dir in layout.details.listdir(layout.details_prefix) if is_dir]
         if not folders:
@@ -22,7 +31,7 @@ def saved_tasks(
     folder = layout.details_folder(date_id)
     prefix, suffix = "details_", f"_{date_id}.parquet"
     files = {
-        unquote(name[len(prefix) : -len(suffix)]): layout.details.path(f"{folder}/{name}")
+        name[len(prefix) : -len(suffix)]: layout.details.display(f"{folder}/{name}")
         for name, is_dir in layout.details.listdir(folder)
         if not is_dir and name.startswith(prefix) and name.endswith(suffix)
     }
@@ -31,8 +40,11 @@ def saved_tasks(
     return date_id, files
 
 
-def _matches(saved: str, requested: str) -> bool:
-    return saved == requested or saved.rsplit("|", 1)[0] == requested
+def _match(part: str, requested: str) -> bool:
+    """A saved file matches a requested task name exactly or without its ``|<fewshot>`` suffix."""
+    if part == task_file_part(requested):
+        return True
+    return unquote(part).rsplit("|", 1)[0] == requested
 
 
 def load_details_datasets(
@@ -42,6 +54,7 @@ def load_details_datasets(
     task_names: list[str],
     *,
     results_path_template: str | None = None,
+    details_path_template: str | None = None,
 ) -> dict[str, Any]:
     """``{task: datasets.Dataset}`` for the requested tasks; a requested task not saved is an error."""
     try:
@@ -51,15 +64,19 @@ def load_details_datasets(
             "load_details_datasets returns datasets.Dataset objects: pip install datasets "
             "(or read the parquet files with pyarrow directly)"
         ) from exc
-    date_id, files = saved_tasks(output, model_name, date_id, results_path_template)
-    chosen = {task: path for task, path in files.items() if any(_matches(task, want) for want in task_names)}
-    missing = [want for want in task_names if not any(_matches(task, want) for task in chosen)]
+    date_id, files = saved_tasks(output, model_name, date_id, results_path_template, details_path_template)
+    chosen: dict[str, str] = {}
+    missing = []
+    for requested in task_names:
+        parts = [part for part in files if _match(part, requested)]
+        if not parts:
+            missing.append(requested)
+        for part in parts:
+            name = unquote(part)
+            chosen[requested if task_file_part(name) != part else name] = files[part]
     if missing:
+        saved = ", ".join(sorted(unquote(part) for part in files))
         raise ValueError(
-            f"task(s) {', '.join(missing)} not found in the details of run {date_id} "
-            f"(saved: {', '.join(sorted(files))})"
+            f"task(s) {', '.join(missing)} not found in the details of run {date_id} (saved: {saved})"
         )
-    data_files = {task: path if output.is_local else output.display(path) for task, path in chosen.items()}
-    return {
-        task: load_dataset("parquet", data_files=path, split="train") for task, path in data_files.items()
-    }
+    return {task: load_dataset("parquet", data_files=path, split="train") for task, path in chosen.items()}

@@ -1,0 +1,57 @@
+"""Shared fixtures of the core tests: a clean environment, the recorder's call log, a tracker factory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import evalsink_recorder
+import pytest
+from core_helpers import Calls, log_samples
+
+from evalsink import EvaluationTracker
+
+
+@pytest.fixture(autouse=True)
+def _clean_evalsink_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No EVALSINK_* variable of the developer's shell may change what a test sees."""
+    for key in list(os.environ):
+        if key.startswith("EVALSINK_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(autouse=True)
+def _reset_recorder_calls() -> Iterator[None]:
+    evalsink_recorder.CALLS.clear()
+    yield
+    evalsink_recorder.CALLS.clear()
+
+
+@pytest.fixture
+def calls() -> Calls:
+    return Calls()
+
+
+@pytest.fixture
+def make_tracker(tmp_path: Path) -> Iterator[Callable[..., EvaluationTracker]]:
+    """Build trackers writing below ``tmp_path``; any run a test leaves open is closed afterwards."""
+    made: list[EvaluationTracker] = []
+
+    def make(*, sinks: list[str] | None = None, subdir: str = "out", **kwargs: Any) -> EvaluationTracker:
+        tracker = EvaluationTracker(
+            output_dir=tmp_path / subdir, sinks=["recorder"] if sinks is None else sinks, **kwargs
+        )
+        made.append(tracker)
+        return tracker
+
+    yield make
+    for tracker in made:
+        if tracker._started:
+            tracker.close()
+
+
+@pytest.fixture
+def log() -> Callable[..., None]:
+    return log_samples

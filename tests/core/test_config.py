@@ -1,0 +1,115 @@
+"""build_config: explicit values, then EVALSINK_<SINK>__<FIELD>; unknown keys and bad types explained."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pytest
+from pydantic import Field
+
+from evalsink.config import build_config, env_prefix, env_values
+from evalsink.errors import SinkConfigError
+from evalsink.sink import SinkConfig
+
+
+class DemoConfig(SinkConfig):
+    project: str = "default-project"
+    batch_rows: int = Field(default=100, ge=1)
+    mode: Literal["online", "offline"] = "online"
+
+
+def test_defaults() -> None:
+    config = build_config("demo", DemoConfig, None, environ={})
+    assert isinstance(config, DemoConfig)
+    assert (config.project, config.batch_rows, config.mode, config.required) == (
+        "default-project",
+        100,
+        "online",
+        False,
+    )
+
+
+def test_from_a_dict() -> None:
+    config = build_config("demo", DemoConfig, {"project": "p", "batch_rows": 5, "required": True}, environ={})
+    assert isinstance(config, DemoConfig)
+    assert (config.project, config.batch_rows, config.required) == ("p", 5, True)
+
+
+def test_an_instance_is_used_as_is() -> None:
+    given = DemoConfig(project="mine")
+    assert build_config("demo", DemoConfig, given, environ={"EVALSINK_DEMO__PROJECT": "env"}) is given
+
+
+def test_from_the_environment() -> None:
+    environ = {"EVALSINK_DEMO__PROJECT": "from-env", "EVALSINK_DEMO__BATCH_ROWS": "7", "OTHER": "x"}
+    config = build_config("demo", DemoConfig, None, environ=environ)
+    assert isinstance(config, DemoConfig)
+    assert (config.project, config.batch_rows) == ("from-env", 7)
+
+
+def test_from_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVALSINK_DEMO__MODE", "offline")
+    config = build_config("demo", DemoConfig, {})
+    assert isinstance(config, DemoConfig)
+    assert config.mode == "offline"
+
+
+def test_explicit_values_win_over_the_environment() -> None:
+    environ = {"EVALSINK_DEMO__PROJECT": "from-env", "EVALSINK_DEMO__BATCH_ROWS": "7"}
+    config = build_config("demo", DemoConfig, {"project": "explicit"}, environ=environ)
+    assert isinstance(config, DemoConfig)
+    assert (config.project, config.batch_rows) == ("explicit", 7)
+
+
+def test_env_prefix_of_names_with_dashes() -> None:
+    assert env_prefix("recorder-remote") == "EVALSINK_RECORDER_REMOTE__"
+    environ = {"EVALSINK_RECORDER_REMOTE__LABEL": "r", "EVALSINK_RECORDER__LABEL": "not this one"}
+    assert env_values("recorder-remote", environ) == {"label": "r"}
+    assert env_values("recorder", environ) == {"label": "not this one"}
+
+
+def test_unknown_key_lists_the_valid_options() -> None:
+    with pytest.raises(SinkConfigError) as info:
+        build_config("demo", DemoConfig, {"projekt": "typo"}, environ={})
+    message = str(info.value)
+    assert "'demo'" in message
+    assert "'projekt'" in message
+    assert "valid options: batch_rows, mode, project, required" in message
+
+
+def test_unknown_env_key_names_the_variable() -> None:
+    with pytest.raises(SinkConfigError) as info:
+        build_config("demo", DemoConfig, None, environ={"EVALSINK_DEMO__PROJEKT": "typo"})
+    message = str(info.value)
+    assert "EVALSINK_DEMO__PROJEKT" in message
+    assert "valid options: batch_rows, mode, project, required" in message
+
+
+def test_type_errors_are_readable() -> None:
+    with pytest.raises(SinkConfigError) as info:
+        build_config("demo", DemoConfig, {"batch_rows": "many", "mode": "sideways"}, environ={})
+    message = str(info.value)
+    assert message.startswith("sink 'demo': invalid config:")
+    assert "batch_rows: " in message
+    assert "mode: " in message
+    assert "integer" in message
+    assert "'online' or 'offline'" in message
+    assert "\n" not in message  # one line, no pydantic traceback-style dump
+    assert info.value.__cause__ is None
+
+
+def test_constraint_errors_from_the_environment() -> None:
+    with pytest.raises(SinkConfigError, match=r"batch_rows: Input should be greater than or equal to 1"):
+        build_config("demo", DemoConfig, None, environ={"EVALSINK_DEMO__BATCH_ROWS": "0"})
+
+
+@pytest.mark.parametrize("bad", [["project"], "project=x", 3])
+def test_config_must_be_a_mapping(bad: object) -> None:
+    with pytest.raises(SinkConfigError, match=r"sink_config\['demo'\] must be a mapping or a DemoConfig"):
+        build_config("demo", DemoConfig, bad, environ={})
+
+
+def test_assignment_is_validated() -> None:
+    config = build_config("demo", DemoConfig, None, environ={})
+    with pytest.raises(ValueError, match="batch_rows"):
+        config.batch_rows = 0  # type: ignore[attr-defined]

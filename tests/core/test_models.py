@@ -1,0 +1,114 @@
+"""The results model reads lighteval's results JSON and writes it back with the same keys and values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+
+from evalsink.models import DetailRecord, EvaluationResults, GeneralConfig, TaskSummary
+
+DATA = Path(__file__).parent / "data" / "lighteval_results.json"
+SECTIONS = {"config_general", "results", "versions", "config_tasks", "summary_tasks", "summary_general"}
+
+
+@pytest.fixture
+def raw() -> dict[str, Any]:
+    return json.loads(DATA.read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def results() -> EvaluationResults:
+    return EvaluationResults.model_validate_json(DATA.read_bytes())
+
+
+def test_lighteval_results_file_loads_with_typed_fields(results: EvaluationResults) -> None:
+    general = results.config_general
+    assert general.lighteval_sha == "9d1b2c3a4e5f60718293a4b5c6d7e8f901234567"
+    assert general.num_fewshot_seeds == 1
+    assert general.max_samples is None
+    assert general.job_id == 0
+    assert general.total_evaluation_time_secondes == "272.48678517341614"
+    assert general.model_name == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert general.model_configuration is not None
+    assert general.model_configuration["generation_parameters"]["max_new_tokens"] == 256
+    assert results.results["lighteval|mmlu:anatomy|5"]["acc_stderr"] == pytest.approx(0.041539484047424)
+    assert results.results["all"]["extractive_match"] == pytest.approx(0.01288855193328279)
+    task = results.config_tasks["lighteval|gsm8k|0"]
+    assert task.name == "gsm8k"
+    assert task.version == 0
+    summary = results.summary_tasks["lighteval|gsm8k|0"]
+    assert isinstance(summary, TaskSummary)
+    assert summary.truncated == 3
+    assert summary.hashes.hash_examples == "0123456789abcdef"
+    assert results.summary_general.non_padded == 1321
+
+
+def test_keys_the_model_does_not_name_are_kept(results: EvaluationResults) -> None:
+    task = results.config_tasks["lighteval|mmlu:anatomy|5"]
+    extra = task.model_extra or {}
+    assert extra["hf_repo"] == "lighteval/mmlu"
+    assert extra["metrics"][0]["metric_name"] == "acc"
+    assert extra["must_remove_duplicate_docs"] is False
+    summary_extra = results.summary_tasks["lighteval|mmlu:anatomy|5"].model_extra or {}
+    assert summary_extra["effective_few_shots"] == 5.0
+
+
+def test_round_trip_gives_back_the_same_json(raw: dict[str, Any], results: EvaluationResults) -> None:
+    dumped = results.model_dump(mode="json")
+    assert dumped == raw
+    assert "model_config" in dumped["config_general"]
+    assert "model_configuration" not in dumped["config_general"]
+    again = EvaluationResults.model_validate_json(results.model_dump_json())
+    assert again == results
+
+
+def test_model_config_by_its_python_name_too() -> None:
+    general = GeneralConfig(model_configuration={"model_name": "m"})
+    assert general.model_dump(mode="json")["model_config"] == {"model_name": "m"}
+    assert GeneralConfig.model_validate({"model_config": {"a": 1}}).model_configuration == {"a": 1}
+
+
+def test_null_metric_values_are_accepted() -> None:
+    results = EvaluationResults.model_validate({"results": {"t": {"acc": None, "em": 1}}})
+    assert results.results == {"t": {"acc": None, "em": 1.0}}
+
+
+def test_wrong_types_are_refused() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        EvaluationResults.model_validate({"results": {"t": {"acc": "high"}}})
+    with pytest.raises(pydantic.ValidationError):
+        EvaluationResults.model_validate({"summary_tasks": {"t": {"truncated": "many"}}})
+
+
+def test_empty_document_has_every_section() -> None:
+    dumped = EvaluationResults().model_dump(mode="json")
+    assert set(dumped) == SECTIONS
+    assert dumped["summary_general"]["hashes"] == {
+        "hash_examples": "",
+        "hash_full_prompts": "",
+        "hash_input_tokens": "",
+        "hash_cont_tokens": "",
+    }
+
+
+def test_json_schema_is_json_with_the_six_sections() -> None:
+    schema = EvaluationResults.model_json_schema()
+    reparsed = json.loads(json.dumps(schema))
+    assert reparsed == schema
+    assert reparsed["type"] == "object"
+    assert set(reparsed["properties"]) == SECTIONS
+    general = reparsed["$defs"]["GeneralConfig"]["properties"]
+    assert "model_config" in general  # the alias, as in the files
+    assert "total_evaluation_time_secondes" in general
+
+
+def test_detail_record_schema_and_validation() -> None:
+    schema = DetailRecord.model_json_schema()
+    assert {"task_name", "doc", "model_response", "metric"} <= set(schema["properties"])
+    record = DetailRecord.model_validate({"task_name": "t", "doc": {"query": "q"}, "metric": {"acc": 1}})
+    assert record.doc == {"query": "q"}
+    assert record.model_response == {}

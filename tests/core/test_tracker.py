@@ -1,0 +1,544 @@
+"""EvaluationTracker: sink selection, lighteval's accessors, the results it hands on, the spool's life."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from core_helpers import Calls, Doc, ModelResponse, log_samples
+
+from evalsink import EvaluationTracker
+from evalsink import tracker as tracker_module
+from evalsink.errors import EvalsinkError, SinkConfigError, SinkNotInstalledError
+from evalsink.models import EvaluationResults
+from evalsink.tracker import select_sinks
+
+MakeTracker = Callable[..., EvaluationTracker]
+SECTIONS = {"config_general", "results", "versions", "config_tasks", "summary_tasks", "summary_general"}
+
+
+def _strict_json(path: Path) -> Any:
+    def refuse(token: str) -> None:
+        raise AssertionError(f"{path} holds the non-JSON constant {token}")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def _results_file(output: Path, model: str = "org/model") -> Path:
+    (found,) = (output / "results" / model).glob("results_*.json")
+    return found
+
+
+SPOOL_NAME = re.compile(r"details-[0-9a-f]{8}\.jsonl")
+
+
+def _spool_file(folder: Path) -> Path:
+    """The one spool file of a run folder, named details-<8 hex>.jsonl."""
+    (found,) = folder.glob("details-*.jsonl")
+    assert SPOOL_NAME.fullmatch(found.name), found.name
+    return found
+
+
+def _spooled_queries(path: Path) -> list[str]:
+    return [json.loads(line)["doc"]["query"] for line in path.read_bytes().splitlines()]
+
+
+# -- sink selection ------------------------------------------------------------------------------
+def test_select_sinks_rules() -> None:
+    assert select_sinks(["b", "a"], environ={}) == ["b", "a"]
+    assert select_sinks("recorder, flaky", environ={}) == ["recorder", "flaky"]
+    assert select_sinks([], environ={}) == []
+    assert select_sinks(None, environ={}) == ["local"]
+    assert select_sinks(None, environ={"EVALSINK_SINKS": " recorder ,flaky,, "}) == ["recorder", "flaky"]
+    assert select_sinks(["x"], environ={"EVALSINK_SINKS": "recorder"}) == ["x"]  # explicit wins
+    assert select_sinks(["local", "hub"], push_to_hub=True, environ={}) == ["local", "hub"]  # no duplicate
+    assert select_sinks(
+        None,
+        push_to_hub=True,
+        push_to_tensorboard=True,
+        use_wandb=True,
+        environ={"EVALSINK_SINKS": "recorder"},
+    ) == ["recorder", "hub", "tensorboard", "wandb"]
+
+
+def test_sinks_argument_is_the_exact_set(make_tracker: MakeTracker) -> None:
+    tracker = make_tracker(sinks=["recorder", "recorder-remote"])
+    assert tracker.sink_names == ["recorder", "recorder-remote"]
+    assert list(tracker.save().sinks) == ["recorder", "recorder-remote"]
+
+
+def test_sinks_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: Calls) -> None:
+    monkeypatch.setenv("EVALSINK_SINKS", "recorder,recorder-remote")
+    monkeypatch.setenv("EVALSINK_RECORDER_REMOTE__LABEL", "remote-from-env")
+    tracker = EvaluationTracker(tmp_path)
+    assert tracker.sink_names == ["recorder", "recorder-remote"]
+    tracker.save()
+    tracker.close()
+    assert calls.hooks("remote-from-env") == ["run_started", "results_saved", "run_finished"]
+    assert calls.hooks("recorder") == ["run_started", "results_saved", "run_finished"]
+
+
+def test_the_default_is_the_local_sink(tmp_path: Path) -> None:
+    tracker = EvaluationTracker(tmp_path)
+    assert tracker.sink_names == ["local"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "sink"), [("push_to_hub", "hub"), ("use_wandb", "wandb"), ("push_to_tensorboard", "tensorboard")]
+)
+def test_lighteval_flags_add_their_sink_and_fail_early_when_missing(
+    tmp_path: Path, flag: str, sink: str
+) -> None:
+    with pytest.raises(SinkNotInstalledError) as info:
+        EvaluationTracker(tmp_path, sinks=["recorder"], **{flag: True})
+    assert f'pip install "evalsink[{sink}]"' in str(info.value)
+    assert not (tmp_path / ".evalsink").exists()
+
+
+def test_lighteval_positional_arguments(tmp_path: Path) -> None:
+    template = "{output_dir}/custom/{org}/{model}"
+    positional = (str(tmp_path), template, False, False, False, "my-org", "pre", True, None, False)
+    tracker = EvaluationTracker(*positional, sinks=["recorder"])
+    settings = tracker.settings
+    assert settings.output_dir == str(tmp_path)
+    assert settings.results_path_template == "{output_dir}/custom/{org}/{model}"
+    assert settings.save_details is False
+    assert settings.hub_results_org == "my-org"
+    assert settings.tensorboard_metric_prefix == "pre"
+    assert settings.public is True
+
+
+def test_sink_config_for_a_sink_not_installed_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SinkConfigError, match=r"not installed: wandbb"):
+        EvaluationTracker(tmp_path, sinks=["recorder"], sink_config={"wandbb": {"project": "x"}})
+
+
+def test_sink_config_for_an_installed_sink_not_enabled_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="evalsink"):
+        tracker = EvaluationTracker(tmp_path, sinks=["recorder"], sink_config={"flaky": {"fail_in": "init"}})
+    assert tracker.sink_names == ["recorder"]  # the flaky sink was neither built nor enabled
+    assert "sink_config['flaky'] is ignored: the sink 'flaky' is not enabled" in caplog.text
+
+
+def test_unknown_sink_option_is_refused_listing_the_valid_ones(tmp_path: Path) -> None:
+    with pytest.raises(SinkConfigError) as info:
+        EvaluationTracker(tmp_path, sinks=["recorder"], sink_config={"recorder": {"lable": "x"}})
+    message = str(info.value)
+    assert "'lable'" in message
+    assert "valid options: label, path, required" in message
+
+
+def test_unknown_sink_option_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVALSINK_RECORDER__LABLE", "x")
+    with pytest.raises(SinkConfigError, match="EVALSINK_RECORDER__LABLE"):
+        EvaluationTracker(tmp_path, sinks=["recorder"])
+
+
+def test_run_id_from_argument_environment_or_random(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert EvaluationTracker(tmp_path, sinks=[], run_id="explicit").run_id == "explicit"
+    a, b = EvaluationTracker(tmp_path, sinks=[]), EvaluationTracker(tmp_path, sinks=[])
+    assert a.run_id != b.run_id
+    monkeypatch.setenv("EVALSINK_RUN_ID", "from-env")
+    assert EvaluationTracker(tmp_path, sinks=[]).run_id == "from-env"
+
+
+@pytest.mark.parametrize(
+    "run_id",
+    ["../../esc", "..", ".hidden", "a/b", "a\\b", "-dash-first", "with space", "x" * 129, "ok\n", "é"],
+)
+def test_an_invalid_run_id_is_refused_at_construction(tmp_path: Path, run_id: str, calls: Calls) -> None:
+    with pytest.raises(EvalsinkError, match="invalid run id"):
+        EvaluationTracker(tmp_path / "out", sinks=["recorder"], run_id=run_id)
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "esc").exists()
+    assert calls.all == []
+
+
+def test_an_invalid_run_id_from_the_environment_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVALSINK_RUN_ID", "../../esc")
+    with pytest.raises(EvalsinkError, match=r"invalid run id '\.\./\.\./esc'"):
+        EvaluationTracker(tmp_path / "out", sinks=["recorder"])
+
+
+@pytest.mark.parametrize("run_id", ["a", "0", "run-1.2_x", "A" * 128, "2025-11-05T14-43-47.148527"])
+def test_valid_run_ids(tmp_path: Path, run_id: str) -> None:
+    assert EvaluationTracker(tmp_path, sinks=[], run_id=run_id).run_id == run_id
+
+
+def test_two_trackers_sharing_a_run_id_both_save_to_distinct_spools(
+    make_tracker: MakeTracker, tmp_path: Path, calls: Calls
+) -> None:
+    first = make_tracker(run_id="same", flush_every=1)
+    second = make_tracker(run_id="same", flush_every=1)
+    log_samples(first, "t|x|0", 2)
+    log_samples(second, "t|x|0", 3, start=10)
+    run_folder = tmp_path / "out" / ".evalsink" / "runs" / "same"
+    paths = sorted(run_folder.glob("details-*.jsonl"))
+    assert len(paths) == 2
+    assert {first.details_logger.spool.path, second.details_logger.spool.path} == set(paths)
+    assert all(SPOOL_NAME.fullmatch(path.name) for path in paths)
+    assert _spooled_queries(first.details_logger.spool.path) == ["t|x|0 q0", "t|x|0 q1"]
+    assert _spooled_queries(second.details_logger.spool.path) == ["t|x|0 q10", "t|x|0 q11", "t|x|0 q12"]
+
+    assert first.save().ok
+    assert not first.details_logger.spool.path.exists()
+    assert second.details_logger.spool.path.exists()  # the other tracker's spool is left alone
+    assert second.save().ok
+    assert not (tmp_path / "out" / ".evalsink").exists()
+    assert calls.hooks().count("results_saved") == 2
+
+
+# -- what the tracker hands on -------------------------------------------------------------------
+# -- what the tracker hands on -------------------------------------------------------------------
+def _mmlu_run(tracker: EvaluationTracker) -> None:
+    tracker.general_config_logger.log_model_info({"model_name": "org/model", "hf_token": "hf_secret"})
+    tracker.general_config_logger.log_args_info(num_fewshot_seeds=1, max_samples=None, job_id=0)
+    for task in ("lighteval|mmlu:anatomy|5", "lighteval|mmlu:astronomy|5", "lighteval|gsm8k|0"):
+        log_samples(tracker, task, 4)
+        tracker.versions_logger.log(task, 0)
+    tracker.task_config_logger.log({"lighteval|gsm8k|0": {"name": "gsm8k", "hf_repo": "openai/gsm8k"}})
+
+
+def test_empty_run_saves_cleanly(make_tracker: MakeTracker, tmp_path: Path, calls: Calls) -> None:
+    tracker = make_tracker(sinks=["recorder", "local"])
+    report = tracker.save()
+    assert report.ok
+    assert report.warnings == []
+    assert calls.of("results_saved")[0]["tasks"] == ["all"]
+    written = _strict_json(_results_file(tmp_path / "out", "unknown-model"))
+    assert written["results"] == {"all": {}}
+    assert written["summary_tasks"] == {}
+    assert not (tmp_path / "out" / "details").exists()
+
+
+def test_results_property_and_final_dict(make_tracker: MakeTracker) -> None:
+    tracker = make_tracker()
+    _mmlu_run(tracker)
+    tracker.metrics_logger.aggregate()
+    tracker.details_logger.aggregate()
+    results = tracker.results
+    assert set(results) == SECTIONS
+    assert json.loads(json.dumps(results)) == results  # JSON-ready
+    assert results["config_general"]["model_name"] == "org/model"
+    assert results["config_general"]["model_config"]["hf_token"] != "hf_secret"
+    assert set(results["results"]) == {
+        "lighteval|mmlu:anatomy|5",
+        "lighteval|mmlu:astronomy|5",
+        "lighteval|gsm8k|0",
+        "lighteval|mmlu:_average|5",
+        "all",
+    }
+    assert results["versions"]["lighteval|gsm8k|0"] == 0
+    assert results["config_tasks"]["lighteval|gsm8k|0"]["hf_repo"] == "openai/gsm8k"
+    assert set(results["summary_tasks"]["lighteval|gsm8k|0"]["hashes"]) == {
+        "hash_examples",
+        "hash_full_prompts",
+        "hash_input_tokens",
+        "hash_cont_tokens",
+    }
+
+    final = tracker.generate_final_dict()
+    assert set(final) == SECTIONS
+    assert set(final["results"]) == {
+        "lighteval:mmlu:anatomy:5",
+        "lighteval:mmlu:astronomy:5",
+        "lighteval:gsm8k:0",
+        "lighteval:mmlu:_average:5",
+        "all",
+    }
+    assert final["results"]["lighteval:gsm8k:0"] == results["results"]["lighteval|gsm8k|0"]
+    assert set(final["summary_tasks"]) == {
+        "lighteval:mmlu:anatomy:5",
+        "lighteval:mmlu:astronomy:5",
+        "lighteval:gsm8k:0",
+    }
+    assert final["config_general"] == results["config_general"]
+
+
+def test_details_property_reads_back_logged_samples(make_tracker: MakeTracker) -> None:
+    tracker = make_tracker(flush_every=3)
+    doc = Doc(query="What is 2+2?", choices=["3", "4"], gold_index=1)
+    response = ModelResponse(input="Q: What is 2+2?\nA:", text=["4"], input_tokens=[1, 2])
+    tracker.details_logger.log("lighteval|math|0", doc, response, {"acc": 1.0})
+    log_samples(tracker, "lighteval|other|0", 4)  # 3 flushed, 2 still buffered
+    details = tracker.details
+    assert list(details) == ["lighteval|math|0", "lighteval|other|0"]
+    (record,) = details["lighteval|math|0"]
+    assert record["doc"] == {"query": "What is 2+2?", "choices": ["3", "4"], "gold_index": 1, "task_name": ""}
+    assert record["model_response"]["text"] == ["4"]
+    assert record["model_response"]["input"] == "Q: What is 2+2?\nA:"
+    assert record["metric"] == {"acc": 1.0}
+    assert [r["doc"]["query"] for r in details["lighteval|other|0"]] == [
+        f"lighteval|other|0 q{i}" for i in range(4)
+    ]
+
+
+def test_details_after_a_saved_run_closed_points_to_load_details_datasets(make_tracker: MakeTracker) -> None:
+    tracker = make_tracker()
+    log_samples(tracker, "lighteval|t|0", 2)
+    tracker.save()  # outside a with block: the run is closed and its spool removed
+    with pytest.raises(EvalsinkError, match="load_details_datasets"):
+        tracker.details  # noqa: B018
+
+
+def test_details_stay_readable_inside_the_with_block_until_it_ends(make_tracker: MakeTracker) -> None:
+    tracker = make_tracker()
+    with tracker:
+        log_samples(tracker, "lighteval|t|0", 2)
+        tracker.save()
+        assert len(tracker.details["lighteval|t|0"]) == 2
+    with pytest.raises(EvalsinkError, match="load_details_datasets"):
+        tracker.details  # noqa: B018
+
+
+def test_details_stay_readable_when_a_sink_failed(make_tracker: MakeTracker) -> None:
+    tracker = make_tracker(sinks=["recorder", "flaky"], sink_config={"flaky": {"fail_in": "results_saved"}})
+    log_samples(tracker, "lighteval|t|0", 2)
+    assert not tracker.save().ok
+    assert [r["doc"]["query"] for r in tracker.details["lighteval|t|0"]] == [
+        "lighteval|t|0 q0",
+        "lighteval|t|0 q1",
+    ]
+
+
+def test_the_local_results_file_validates_and_matches(make_tracker: MakeTracker, tmp_path: Path) -> None:
+    tracker = make_tracker(sinks=["local"])
+    _mmlu_run(tracker)
+    report = tracker.save()
+    path = _results_file(tmp_path / "out")
+    assert report["local"].outputs[0] == str(path)
+    assert path.name == f"results_{tracker.run.date_id}.json"
+    loaded = EvaluationResults.model_validate_json(path.read_bytes())
+    assert loaded.config_general.model_name == "org/model"
+    assert loaded.config_general.model_configuration is not None
+    assert loaded.config_general.model_configuration["hf_token"] != "hf_secret"
+    assert "hf_secret" not in path.read_text(encoding="utf-8")
+    assert loaded.model_dump(mode="json")["results"] == tracker.results["results"]
+    assert loaded.summary_tasks["lighteval|gsm8k|0"].non_truncated == 4
+    assert loaded.summary_general.non_truncated == 12
+
+
+def test_save_aggregates_when_the_caller_did_not(make_tracker: MakeTracker, calls: Calls) -> None:
+    tracker = make_tracker()
+    values = [1.0, 0.0, 1.0]
+    for value in values:
+        tracker.metrics_logger.log("lighteval|t|0", {"acc": value})
+    tracker.save()
+    results = tracker.results["results"]
+    assert results["lighteval|t|0"]["acc"] == pytest.approx(statistics.mean(values))
+    assert results["all"]["acc"] == pytest.approx(statistics.mean(values))
+    assert calls.of("results_saved")[0]["tasks"] == ["all", "lighteval|t|0"]
+
+
+def test_save_keeps_the_callers_own_aggregation(make_tracker: MakeTracker) -> None:
+    class Task:
+        def aggregation(self) -> dict[str, Callable[..., Any]]:
+            return {"acc": max}
+
+    tracker = make_tracker()
+    for value in [0.0, 0.25, 0.5]:
+        tracker.metrics_logger.log("lighteval|t|0", {"acc": value})
+    tracker.metrics_logger.aggregate(task_dict={"lighteval|t|0": Task()})
+    tracker.save()
+    assert tracker.results["results"]["lighteval|t|0"]["acc"] == 0.5  # max, not re-aggregated as a mean
+
+
+def test_save_re_aggregates_late_values_with_the_callers_task_dict_and_bootstrap(
+    make_tracker: MakeTracker,
+) -> None:
+    class Task:
+        def aggregation(self) -> dict[str, Callable[..., Any]]:
+            return {"acc": max}
+
+    tracker = make_tracker()
+    for value in [0.0, 0.25]:
+        tracker.metrics_logger.log("lighteval|t|0", {"acc": value})
+    tracker.metrics_logger.aggregate(task_dict={"lighteval|t|0": Task()}, bootstrap_iters=0)
+    tracker.metrics_logger.log("lighteval|t|0", {"acc": 0.75})  # logged after aggregate(): stale
+    tracker.save()
+    assert tracker.results["results"]["lighteval|t|0"] == {"acc": 0.75}  # max of all; no stderr
+
+
+def test_a_task_aggregation_that_raises_is_left_out_with_a_warning(make_tracker: MakeTracker) -> None:
+    def broken(values: list[Any]) -> float:
+        raise ZeroDivisionError("no positives")
+
+    class Task:
+        def aggregation(self) -> dict[str, Callable[..., Any]]:
+            return {"f1": broken}
+
+    tracker = make_tracker()
+    for value in [1.0, 0.0]:
+        tracker.metrics_logger.log("lighteval|t|0", {"f1": value, "acc": value})
+    tracker.metrics_logger.aggregate(task_dict={"lighteval|t|0": Task()})
+    report = tracker.save()
+    assert report.ok
+    results = tracker.results["results"]["lighteval|t|0"]
+    assert "f1" not in results
+    assert results["acc"] == 0.5
+    assert tracker.metrics_logger.failed_aggregations == {
+        "lighteval|t|0": {"f1": "ZeroDivisionError: no positives"}
+    }
+    assert any(
+        "'lighteval|t|0'" in w and "'f1'" in w and "aggregation failed" in w and "no positives" in w
+        for w in report.warnings
+    ), report.warnings
+
+
+def test_a_metric_logged_as_float_then_string_is_a_warning(make_tracker: MakeTracker) -> None:
+    tracker = make_tracker()
+    tracker.metrics_logger.log("lighteval|t|0", {"acc": 1.0})
+    tracker.metrics_logger.log("lighteval|t|0", {"acc": "error: timeout"})
+    tracker.metrics_logger.log("lighteval|t|0", {"acc": 0.0})
+    report = tracker.save()
+    assert report.ok
+    assert tracker.results["results"]["lighteval|t|0"]["acc"] == 0.5
+    assert any("'acc'" in w and "1 non-numeric value" in w for w in report.warnings), report.warnings
+
+
+def test_nan_metric_becomes_null_and_a_warning(make_tracker: MakeTracker, tmp_path: Path) -> None:
+    tracker = make_tracker(sinks=["local", "recorder"])
+    tracker.general_config_logger.log_model_info(model_name="org/model")
+    tracker.details_logger.log("lighteval|t|0", {"query": "q"}, {"input": "p"}, {"acc": math.nan})
+    tracker.metrics_logger.log("lighteval|t|0", {"acc": math.nan})  # one value: no stderr computed
+    report = tracker.save()
+    written = _strict_json(_results_file(tmp_path / "out"))
+    assert written["results"]["lighteval|t|0"]["acc"] is None
+    assert written["results"]["all"]["acc"] is None
+    assert any("'lighteval|t|0'" in w and "'acc'" in w and "null" in w for w in report.warnings)
+    assert any("details of 'lighteval|t|0': 1 NaN/inf" in w for w in report.warnings)
+    assert report.ok  # a warning, not a failure
+
+
+def test_nan_among_several_metric_values_does_not_crash_save(make_tracker: MakeTracker) -> None:
+    tracker = make_tracker()
+    tracker.metrics_logger.log("lighteval|t|0", {"acc": math.nan})
+    tracker.metrics_logger.log("lighteval|t|0", {"acc": 1.0})
+    report = tracker.save()
+    assert report.ok
+    results = tracker.results["results"]["lighteval|t|0"]
+    assert results["acc"] is None
+    assert results["acc_stderr"] is None
+    assert any("'acc'" in w and "null" in w for w in report.warnings)
+    assert any("'acc_stderr'" in w and "null" in w for w in report.warnings)
+
+
+def test_inf_among_several_metric_values_does_not_crash_save(
+    make_tracker: MakeTracker, tmp_path: Path
+) -> None:
+    tracker = make_tracker(sinks=["local"])
+    tracker.general_config_logger.log_model_info(model_name="org/model")
+    tracker.metrics_logger.log("lighteval|t|0", {"acc": math.inf})
+    tracker.metrics_logger.log("lighteval|t|0", {"acc": 1.0})
+    report = tracker.save()
+    written = _strict_json(_results_file(tmp_path / "out"))
+    assert written["results"]["lighteval|t|0"] == {"acc": None, "acc_stderr": None}
+    assert any("'acc'" in w and "inf" in w for w in report.warnings), report.warnings
+
+
+# -- the spool's life ----------------------------------------------------------------------------
+def test_spool_is_removed_after_a_successful_with_block(make_tracker: MakeTracker, tmp_path: Path) -> None:
+    tracker = make_tracker(run_id="ok-run", flush_every=2)
+    spool_dir = tmp_path / "out" / ".evalsink" / "runs" / "ok-run"
+    with tracker:
+        log_samples(tracker, "lighteval|t|0", 5)
+        assert _spool_file(spool_dir) == tracker.details_logger.spool.path
+        tracker.save()
+        assert tracker.details_logger.spool.path.exists()  # inside the block, kept until it ends
+    assert not spool_dir.exists()
+    assert not (tmp_path / "out" / ".evalsink").exists()
+    assert (tmp_path / "out").is_dir()
+
+
+def test_evalsink_folder_is_kept_when_something_else_is_in_it(
+    make_tracker: MakeTracker, tmp_path: Path
+) -> None:
+    keep = tmp_path / "out" / ".evalsink" / "notes.txt"
+    keep.parent.mkdir(parents=True)
+    keep.write_text("not evalsink's to delete", encoding="utf-8")
+    other_run = tmp_path / "out" / ".evalsink" / "runs" / "older-run" / "details-0123abcd.jsonl"
+    other_run.parent.mkdir(parents=True)
+    other_run.write_bytes(b"")
+    tracker = make_tracker(run_id="ok-run", flush_every=1)
+    log_samples(tracker, "lighteval|t|0", 2)
+    assert tracker.save().ok
+    assert not (tmp_path / "out" / ".evalsink" / "runs" / "ok-run").exists()
+    assert keep.exists()
+    assert other_run.exists()
+
+
+def test_a_saved_run_outside_a_with_block_removes_its_spool_at_once(
+    make_tracker: MakeTracker, tmp_path: Path
+) -> None:
+    tracker = make_tracker(run_id="plain", flush_every=2)
+    log_samples(tracker, "lighteval|t|0", 3)
+    assert tracker in tracker_module._OPEN
+    assert _spool_file(tmp_path / "out" / ".evalsink" / "runs" / "plain").exists()
+    assert tracker.save().ok
+    assert not (tmp_path / "out" / ".evalsink").exists()  # now, not at interpreter exit
+    assert tracker not in tracker_module._OPEN
+
+
+def test_spool_is_kept_when_a_sink_failed(make_tracker: MakeTracker, tmp_path: Path) -> None:
+    tracker = make_tracker(
+        sinks=["recorder", "flaky"], sink_config={"flaky": {"fail_in": "results_saved"}}, run_id="bad-run"
+    )
+    with tracker:
+        log_samples(tracker, "lighteval|t|0", 5)
+        report = tracker.save()
+    assert report.failed == ["flaky"]
+    spool = _spool_file(tmp_path / "out" / ".evalsink" / "runs" / "bad-run")
+    assert _spooled_queries(spool) == [f"lighteval|t|0 q{i}" for i in range(5)]
+
+
+def test_spool_is_kept_when_a_sink_failed_in_a_plain_save(make_tracker: MakeTracker, tmp_path: Path) -> None:
+    tracker = make_tracker(
+        sinks=["recorder", "flaky"], sink_config={"flaky": {"fail_in": "results_saved"}}, run_id="bad-run"
+    )
+    log_samples(tracker, "lighteval|t|0", 3)
+    report = tracker.save()
+    assert report.failed == ["flaky"]
+    assert tracker not in tracker_module._OPEN  # the run is over all the same
+    spool = _spool_file(tmp_path / "out" / ".evalsink" / "runs" / "bad-run")
+    assert _spooled_queries(spool) == [f"lighteval|t|0 q{i}" for i in range(3)]
+
+
+def test_spool_is_kept_when_the_with_block_raised(make_tracker: MakeTracker, tmp_path: Path) -> None:
+    tracker = make_tracker(run_id="crashed")
+
+    def evaluate() -> None:
+        with tracker:
+            log_samples(tracker, "lighteval|t|0", 2)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluate()
+    spool = _spool_file(tmp_path / "out" / ".evalsink" / "runs" / "crashed")
+    assert _spooled_queries(spool) == ["lighteval|t|0 q0", "lighteval|t|0 q1"]
+
+
+def test_spool_of_a_remote_output_goes_to_the_spool_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: Calls
+) -> None:
+    pytest.importorskip("fsspec")
+    monkeypatch.setenv("EVALSINK_SPOOL_DIR", str(tmp_path / "spools"))
+    tracker = EvaluationTracker("memory://evalsink-test-bucket/out", sinks=["recorder"], run_id="remote-run")
+    log_samples(tracker, "lighteval|t|0", 2)
+    tracker.details_logger.flush()
+    run_folder = tmp_path / "spools" / "evalsink-runs" / "remote-run"
+    assert _spool_file(run_folder) == tracker.details_logger.spool.path
+    assert tracker.save().ok
+    assert calls.queries() == ["lighteval|t|0 q0", "lighteval|t|0 q1"]
+    assert not run_folder.exists()
+    tracker.close()  # a second close is harmless
