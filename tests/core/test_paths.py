@@ -61,7 +61,7 @@ def _is_single_safe_component(component: str) -> bool:
         and "/" not in component
         and "\\" not in component
         and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in component)
-        and len(component.encode("utf-8")) <= 200
+        and len(component.encode("utf-8")) <= 180
     )
 
 
@@ -98,20 +98,20 @@ def test_safe_component_keeps_lighteval_separators() -> None:
 
 
 def test_long_names_are_cut_with_a_hash_of_the_full_name() -> None:
-    short = "x" * 200
+    short = "x" * 180
     assert safe_component(short) == short
     long_a, long_b = "x" * 300 + "a", "x" * 300 + "b"
     out_a, out_b = safe_component(long_a), safe_component(long_b)
     assert out_a != out_b
-    assert out_a.startswith("x" * 150)
+    assert out_a.startswith("x" * 140)
     assert re.search(r"~[0-9a-f]{16}$", out_a)
-    assert len(out_a.encode()) <= 200
+    assert len(out_a.encode()) <= 180
 
 
 def test_long_multibyte_names_are_cut_on_a_character_boundary() -> None:
     out = safe_component("é" * 300)
     out.encode("utf-8")  # valid UTF-8: no half character left
-    assert len(out.encode()) <= 200
+    assert len(out.encode()) <= 180
     assert set(out.split("~")[0]) == {"é"}
 
 

@@ -33,11 +33,18 @@ logger = logging.getLogger("evalsink")
 HASH_KINDS = ("hash_examples", "hash_full_prompts", "hash_input_tokens", "hash_cont_tokens")
 
 
+_MISSING = object()
+
+
 def _get(obj: Any, name: str) -> Any:
-    """Read a field from a dataclass, a pydantic model or a mapping alike."""
-    if isinstance(obj, Mapping):
+    """Read a field from a dataclass, a pydantic model or a mapping alike (hot path: no ABC check
+    unless the attribute is missing)."""
+    if type(obj) is dict:
         return obj.get(name)
-    return getattr(obj, name, None)
+    value = getattr(obj, name, _MISSING)
+    if value is _MISSING:
+        return obj.get(name) if isinstance(obj, Mapping) else None
+    return value
 
 
 def _evalsink_version() -> str:
@@ -374,7 +381,10 @@ def _is_mean(aggregation: Callable[..., Any]) -> bool:
 
 
 def _mean(values: list[float]) -> float:
-    return math.fsum(values) / len(values)
+    try:
+        return math.fsum(values) / len(values)
+    except OverflowError:  # the sum overflows though the mean may not (values near 1e308)
+        return math.fsum(value / len(values) for value in values)
 
 
 def _sample_stdev(values: list[float]) -> float:
@@ -384,7 +394,11 @@ def _sample_stdev(values: list[float]) -> float:
     mean = _mean(values)
     if not math.isfinite(mean):
         return math.nan
-    return math.sqrt(math.fsum((value - mean) ** 2 for value in values) / (len(values) - 1))
+    deviations = [value - mean for value in values]
+    try:
+        return math.sqrt(math.fsum(d * d for d in deviations) / (len(values) - 1))
+    except OverflowError:
+        return math.inf
 
 
 def _mean_stderr(values: list[float]) -> float:

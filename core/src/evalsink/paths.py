@@ -9,7 +9,8 @@ could change the meaning of a path, so two different names never share a file:
   other control characters become ``%XX`` (``/`` in a model name separates ``org/model``
   folders, as in lighteval);
 * a component that is exactly ``.`` or ``..`` has its dots encoded (``%2E%2E``);
-* a component longer than 200 bytes is cut and suffixed with a hash of the full name;
+* a component longer than 180 bytes is cut and suffixed with a hash of the full name, so file
+  names stay within the usual 255-byte limit;
 * an empty model name becomes ``unknown-model``; an empty task name is refused.
 """
 
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-_MAX_COMPONENT_BYTES = 200
+# 255-byte file names minus what the layout adds around a task name
+# (".details_" + "_<date_id>.parquet" + ".tmp-xxxxxxxx" is about 60 bytes)
+_MAX_COMPONENT_BYTES = 180
 UNKNOWN_MODEL = "unknown-model"
 
 

@@ -5,9 +5,10 @@ leaves no truncated results or parquet file behind:
 
 * local folders: write ``.name.tmp-<random>`` beside the target, fsync, ``os.replace``, fsync the
   folder;
-* object stores (``s3``, ``gs``, ``az``...) and ``memory://``: the object is created when its
-  upload is closed, which is already all-or-nothing, so the final key is written directly;
-* other fsspec file systems: a temporary name, then a move.
+* object stores (``s3``, ``gs``, ``az``...): the object is created when its upload is closed,
+  which is already all-or-nothing, so the final key is written directly;
+* other fsspec file systems (``memory://`` included: it shows a file while it is being written):
+  a temporary name, then a move.
 
 fsspec is imported only for non-local URLs.
 """
@@ -24,7 +25,7 @@ from typing import Any, BinaryIO
 
 logger = logging.getLogger("evalsink")
 
-_COMMIT_ON_CLOSE = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory", "hf"}
+_COMMIT_ON_CLOSE = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "hf"}
 
 
 class OutputDir:

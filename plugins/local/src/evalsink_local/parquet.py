@@ -39,8 +39,12 @@ _JSON = pa.large_string()
 _INT64_RANGE = (-(2**63), 2**63 - 1)
 
 
-def unify(left: pa.DataType | None, right: pa.DataType) -> pa.DataType:
-    """The narrowest type that holds values of both types (JSON text when nothing else does)."""
+def unify(left: pa.DataType | None, right: pa.DataType, *, widen_ints: bool = True) -> pa.DataType:
+    """The narrowest type that holds values of both types (JSON text when nothing else does).
+
+    ``widen_ints=False`` keeps ints and doubles apart (JSON text): the fallback when an int
+    beyond 2**53 cannot be stored exactly as a double.
+    """
     if left is None or left == right:
         return right
     if pa.types.is_null(left):
@@ -50,17 +54,17 @@ def unify(left: pa.DataType | None, right: pa.DataType) -> pa.DataType:
     if _JSON in (left, right):
         return _JSON
     numeric = {pa.int64(), pa.float64()}
-    if left in numeric and right in numeric:
+    if left in numeric and right in numeric and widen_ints:
         return pa.float64()
     if pa.types.is_list(left) and pa.types.is_list(right):
-        return pa.list_(unify(left.value_type, right.value_type))
+        return pa.list_(unify(left.value_type, right.value_type, widen_ints=widen_ints))
     if pa.types.is_struct(left) and pa.types.is_struct(right):
         fields: dict[str, pa.DataType] = {
             left.field(i).name: left.field(i).type for i in range(left.num_fields)
         }
         for i in range(right.num_fields):
             child = right.field(i)
-            fields[child.name] = unify(fields.get(child.name), child.type)
+            fields[child.name] = unify(fields.get(child.name), child.type, widen_ints=widen_ints)
         return pa.struct([pa.field(name, kind) for name, kind in fields.items()])
     return _JSON
 
@@ -164,12 +168,15 @@ def _batches(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict
         yield batch
 
 
-def details_schema(read: Callable[[], Iterable[dict[str, Any]]], batch_size: int) -> pa.Schema:
+def details_schema(
+    read: Callable[[], Iterable[dict[str, Any]]], batch_size: int, *, widen_ints: bool = True
+) -> pa.Schema:
     """First pass: the unified schema of every record ``read()`` yields."""
     merged: dict[str, pa.DataType | None] = dict.fromkeys(COLUMNS)
     for batch in _batches(read(), batch_size):
         for column in COLUMNS:
-            merged[column] = unify(merged[column], infer_type([record.get(column) for record in batch]))
+            inferred = infer_type([record.get(column) for record in batch])
+            merged[column] = unify(merged[column], inferred, widen_ints=widen_ints)
     return pa.schema([_finalise(column, merged[column]) for column in COLUMNS])
 
 
@@ -249,7 +256,10 @@ def _write_fast(
                     expected = schema.field(index).type
                     if unify(expected, array.type) != expected:
                         raise _SchemaChangedError
-                    array = pa.array(values, type=expected)
+                    try:
+                        array = pa.array(values, type=expected)
+                    except (pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. an int beyond 2**53 into double
+                        raise _SchemaChangedError from None
                 arrays.append(array)
             if schema is None:
                 schema = pa.schema(
@@ -267,11 +277,20 @@ def _write_fast(
     return rows
 
 
+class _IntsDontFitError(Exception):
+    """An int beyond 2**53 met a double column: redo the full path keeping ints apart."""
+
+
 def _write_full(
-    read: Callable[[], Iterable[dict[str, Any]]], sink: IO[bytes], row_group_size: int, compression: str
+    read: Callable[[], Iterable[dict[str, Any]]],
+    sink: IO[bytes],
+    row_group_size: int,
+    compression: str,
+    *,
+    widen_ints: bool = True,
 ) -> int:
     """Two reads: decide the schema over every record, then write."""
-    schema = details_schema(read, row_group_size)
+    schema = details_schema(read, row_group_size, widen_ints=widen_ints)
     encoded = [_needs_encoding(schema.field(column)) for column in COLUMNS]
     rows = 0
     writer = _BackgroundWriter(_open_writer(sink, schema, compression), row_group_size)
@@ -283,7 +302,12 @@ def _write_full(
                 values = [record.get(column) for record in batch]
                 if needs:
                     values = [_encode(value, field) for value in values]
-                arrays.append(pa.array(values, type=field.type))
+                try:
+                    arrays.append(pa.array(values, type=field.type))
+                except pa.ArrowInvalid as exc:
+                    if not widen_ints:
+                        raise
+                    raise _IntsDontFitError from exc
             writer.write(pa.RecordBatch.from_arrays(arrays, schema=schema))
             rows += len(batch)
     finally:
@@ -301,12 +325,18 @@ def write_details(
     """Write the records ``read()`` yields as one parquet file; returns the number of rows.
 
     ``open_target()`` opens the destination (atomically: a target left by an exception is
-    discarded); it is called a second time if the fast path has to give way to the full path.
+    discarded); it is called again each time a path gives way to the next: fast, full, then full
+    with ints and doubles kept apart.
     """
     try:
         with open_target() as sink:
             return _write_fast(read(), sink, row_group_size, compression)
     except _SchemaChangedError:
         pass
+    try:
+        with open_target() as sink:
+            return _write_full(read, sink, row_group_size, compression)
+    except _IntsDontFitError:
+        pass
     with open_target() as sink:
-        return _write_full(read, sink, row_group_size, compression)
+        return _write_full(read, sink, row_group_size, compression, widen_ints=False)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import unquote
 
 from evalsink.paths import task_file_part
 from evalsink.storage import OutputDir
 from evalsink_local.layout import layout_for
+
+_DATE_ID = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}")
 
 
 def saved_tasks(
@@ -24,7 +27,11 @@ def saved_tasks(
     """
     layout = layout_for(output, model_name, results_path_template, details_path_template)
     if date_id in {"first", "last"}:
-        folders = [name for name, is_dir in layout.details.listdir(layout.details_prefix) if is_dir]
+        folders = [
+            name
+            for name, is_dir in layout.details.listdir(layout.details_prefix)
+            if is_dir and _DATE_ID.match(name)  # not the folder of another model named org/<this>
+        ]
         if not folders:
             raise FileNotFoundError(f"no saved details under {layout.details.display(layout.details_prefix)}")
         date_id = max(folders) if date_id == "last" else min(folders)

@@ -1,0 +1,132 @@
+"""``tracker.load_details_datasets``: by date id, 'first' and 'last', filtered by task name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from local_helpers import log_demo_samples
+
+from evalsink import EvaluationTracker
+
+pytestmark = pytest.mark.usefixtures("hf_offline")
+
+ANATOMY, GSM8K = "mmlu:anatomy|5", "lighteval|gsm8k|5"
+
+
+def _run(
+    make_tracker: Callable[..., EvaluationTracker], seed: int, tasks: list[str] | None = None, **kwargs: Any
+) -> tuple[EvaluationTracker, str, dict[str, list[dict[str, Any]]]]:
+    model_name = kwargs.pop("model_name", "org/model")
+    tracker = make_tracker(**kwargs)
+    tracker.general_config_logger.log_model_info(model_name=model_name)
+    expected = {task: log_demo_samples(tracker, task, 6, seed=seed) for task in tasks or [ANATOMY, GSM8K]}
+    report = tracker.save()
+    assert report["local"].ok, report
+    return tracker, str(report.date_id), expected
+
+
+@pytest.fixture
+def two_runs(
+    make_tracker: Callable[..., EvaluationTracker],
+) -> tuple[EvaluationTracker, list[str], list[dict[str, list[dict[str, Any]]]]]:
+    """Two saves of the same model in one output folder (two trackers, as two evaluations)."""
+    _, first_date, first = _run(make_tracker, seed=1)
+    tracker, second_date, second = _run(make_tracker, seed=2)
+    assert first_date < second_date
+    assert first[ANATOMY] != second[ANATOMY]
+    return tracker, [first_date, second_date], [first, second]
+
+
+def test_explicit_date_id_loads_that_run(two_runs: Any) -> None:
+    tracker, dates, expected = two_runs
+    for date_id, rows in zip(dates, expected, strict=True):
+        loaded = tracker.load_details_datasets(date_id, [ANATOMY, GSM8K])
+        assert sorted(loaded) == sorted([ANATOMY, GSM8K])
+        for task in (ANATOMY, GSM8K):
+            assert loaded[task].column_names == ["doc", "metric", "model_response"]
+            assert loaded[task].to_list() == rows[task]
+
+
+@pytest.mark.parametrize(("which", "index"), [("first", 0), ("last", 1)])
+def test_first_and_last(two_runs: Any, which: str, index: int) -> None:
+    tracker, _, expected = two_runs
+    loaded = tracker.load_details_datasets(which, [ANATOMY])
+    assert list(loaded) == [ANATOMY]
+    assert loaded[ANATOMY].to_list() == expected[index][ANATOMY]
+
+
+@pytest.mark.parametrize(
+    ("requested", "keys"),
+    [
+        ([ANATOMY], [ANATOMY]),
+        (["mmlu:anatomy"], [ANATOMY]),
+        (["lighteval|gsm8k"], [GSM8K]),
+        (["mmlu:anatomy", GSM8K], [ANATOMY, GSM8K]),
+    ],
+)
+def test_filter_by_full_name_or_without_fewshot(two_runs: Any, requested: list[str], keys: list[str]) -> None:
+    tracker, _, expected = two_runs
+    loaded = tracker.load_details_datasets("last", requested)
+    assert sorted(loaded) == sorted(keys)
+    for key in keys:
+        assert loaded[key].to_list() == expected[1][key]
+
+
+def test_missing_tasks_are_named(two_runs: Any) -> None:
+    tracker, dates, _ = two_runs
+    with pytest.raises(ValueError, match=r"nope\|0") as caught:
+        tracker.load_details_datasets("last", [ANATOMY, "nope|0", "arc:easy|25"])
+    message = str(caught.value)
+    assert "arc:easy|25" in message
+    assert dates[1] in message
+    with pytest.raises(ValueError, match="mmlu"):
+        tracker.load_details_datasets("last", ["mmlu"])  # a prefix is not a task name
+
+
+def test_unknown_date_id_and_no_saved_run(
+    two_runs: Any, make_tracker: Callable[..., EvaluationTracker]
+) -> None:
+    tracker, _, _ = two_runs
+    with pytest.raises(FileNotFoundError):
+        tracker.load_details_datasets("1999-01-01T00-00-00.000000", [ANATOMY])
+    fresh = make_tracker(output_dir=Path(tracker.output.root).parent / "empty")
+    fresh.general_config_logger.log_model_info(model_name="org/model")
+    with pytest.raises(FileNotFoundError):
+        fresh.load_details_datasets("last", [ANATOMY])
+
+
+def test_encoded_task_names_load_by_their_real_name(make_tracker: Callable[..., EvaluationTracker]) -> None:
+    tasks = ["a/b|0", "../x|0", "50%|1"]
+    tracker, _, expected = _run(make_tracker, seed=3, tasks=tasks)
+    loaded = tracker.load_details_datasets("last", tasks)
+    assert sorted(loaded) == sorted(tasks)
+    for task in tasks:
+        assert loaded[task].to_list() == expected[task]
+    assert list(tracker.load_details_datasets("last", ["a/b"])) == ["a/b|0"]
+
+
+def test_with_results_path_template(make_tracker: Callable[..., EvaluationTracker]) -> None:
+    tracker, date_id, expected = _run(
+        make_tracker, seed=4, results_path_template="{output_dir}/c/{org}/{model}"
+    )
+    for which in (date_id, "last", "first"):
+        assert tracker.load_details_datasets(which, [ANATOMY])[ANATOMY].to_list() == expected[ANATOMY]
+
+
+def test_with_details_path_template(make_tracker: Callable[..., EvaluationTracker]) -> None:
+    tracker, date_id, expected = _run(
+        make_tracker, seed=5, sink_config={"local": {"details_path_template": "{output_dir}/det/{model}"}}
+    )
+    for which in (date_id, "last"):
+        assert tracker.load_details_datasets(which, [GSM8K])[GSM8K].to_list() == expected[GSM8K]
+
+
+def test_last_ignores_the_folders_of_nested_model_names(
+    make_tracker: Callable[..., EvaluationTracker],
+) -> None:
+    _run(make_tracker, seed=6, model_name="org/model")
+    tracker, _, expected = _run(make_tracker, seed=7, model_name="org")
+    assert tracker.load_details_datasets("last", [ANATOMY])[ANATOMY].to_list() == expected[ANATOMY]

@@ -1,0 +1,98 @@
+"""Logged details are spooled to disk, not kept in memory: peak RSS stays flat while logging.
+
+A fresh subprocess logs 20,000 lighteval-shaped samples of ~3 KB each (~60 MB of JSON), then saves.
+Two functional bounds, far from what this machine measures (~2 MB growth, ~235 MB peak):
+
+* the resident set grows by less than 30 MB between sample 1,000 and sample 20,000: holding the
+  samples (even just their encoded bytes) would add at least the ~57 MB logged in between;
+* the whole run, save() included (pyarrow, pandas), peaks (ru_maxrss) under 300 MB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+SAMPLES = 20_000
+TASKS = 4
+
+SCRIPT = textwrap.dedent(
+    """
+    import dataclasses, json, random, resource, sys
+    import psutil
+    from evalsink import EvaluationTracker
+    from evalsink.demo import make_sample
+
+    out, samples, tasks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+
+    def peak_mb():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def rss_mb():
+        return psutil.Process().memory_info().rss / 2**20
+
+    rng = random.Random(0)
+    kinds = ("multiple_choice", "generative")
+    pool = []
+    for i in range(64):
+        doc, response, metrics = make_sample(rng, "suite|mem|0", kinds[i % 2], i, 0.5)
+        doc.specific = {"passage": " ".join(rng.choice("abcdefgh") * 7 for _ in range(180))}
+        pool.append((doc, response, metrics))
+
+    tracker = EvaluationTracker(output_dir=out, sinks=["local"])
+    tracker.general_config_logger.log_model_info(model_name="org/model")
+    warm = None
+    for i in range(samples):
+        doc, response, metrics = pool[i % len(pool)]
+        task = f"mem|task{i % tasks}|0"
+        tracker.metrics_logger.log(task, metrics)
+        tracker.details_logger.log(task, dataclasses.replace(doc, id=f"sample-{i}"), response, metrics)
+        if i == 999:
+            warm = rss_mb()
+    tracker.details_logger.flush()
+    spool_bytes = tracker.details_logger.spool.path.stat().st_size
+    after_log = rss_mb()
+    report = tracker.save()
+    print(json.dumps({
+        "warm": warm, "after_log": after_log, "after_save": peak_mb(), "ok": report.ok,
+        "spool_bytes": spool_bytes, "outputs": report["local"].outputs,
+    }))
+    """
+)
+
+
+@pytest.mark.slow
+def test_peak_rss_does_not_grow_with_logged_details(tmp_path: Path) -> None:
+    script = tmp_path / "memory_run.py"
+    script.write_text(SCRIPT, encoding="utf-8")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EVALSINK_")}
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "out"), str(SAMPLES), str(TASKS)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout.strip().splitlines()[-1])
+    print(stats)
+
+    # the run really logged ~3 KB samples, and every one of them reached the parquet files
+    assert stats["ok"]
+    assert stats["spool_bytes"] / SAMPLES > 2_500
+    parquets = [path for path in stats["outputs"] if path.endswith(".parquet")]
+    assert len(parquets) == TASKS
+    assert sum(pq.ParquetFile(path).metadata.num_rows for path in parquets) == SAMPLES
+    logged_after_warmup_mb = stats["spool_bytes"] * (SAMPLES - 1000) / SAMPLES / 2**20
+    assert logged_after_warmup_mb > 50
+
+    assert stats["after_log"] - stats["warm"] < 30, stats
+    assert stats["after_save"] < 300, stats
