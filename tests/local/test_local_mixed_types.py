@@ -179,6 +179,19 @@ def test_large_int_then_float_in_one_field(make_tracker: Callable[..., Evaluatio
     assert [row["doc"]["id_like"] for row in decoded_rows(table)] == values
 
 
+@pytest.mark.parametrize(
+    "values",
+    [[2**60 + 1, 0.5, 2**60 + 3, 1.5], [[2**60 + 1, 0.5], [1, 2]]],
+    ids=["one-row-group", "inside-a-list"],
+)
+def test_large_int_and_float_side_by_side_keep_exact_values(
+    make_tracker: Callable[..., EvaluationTracker], values: list[Any]
+) -> None:
+    rows = [({"id_like": value}, {"text": ["a"]}, {"acc": 1.0}) for value in values]
+    table, _, _ = _save(make_tracker, rows)
+    assert [row["doc"]["id_like"] for row in decoded_rows(table)] == values
+
+
 UNICODE = [
     "emoji \U0001f600\U0001f389\U0001f469\u200d\U0001f4bb",
     "中文 日本語 한국어",

@@ -45,10 +45,10 @@ def evalsink_run_started(run: Run) -> None:
 def evalsink_details_batch(run: Run, batch: DetailsBatch) -> None:
     """A batch of per-sample details was logged and is already safe in the on-disk spool.
 
-    Fires every ``flush_every`` samples, when a sample is logged ``flush_seconds`` after the previous
-    flush, and once more before results are saved. Batches are never one call per sample. A sink may
-    stream the rows (``batch.records()`` decodes them lazily) or ignore batches and read everything
-    from ``run.details`` at the end; it must not keep every batch in memory.
+    Fires every ``flush_every`` samples, when a sample is logged while the oldest buffered one has
+    waited ``flush_seconds``, and once more before results are saved; never once per sample. A
+    sink may stream the rows (``batch.records()`` decodes them lazily) or ignore batches and read
+    everything from ``run.details`` at the end; it must not keep every batch in memory.
 
     :param run: the run being tracked.
     :param batch: the samples of this batch, possibly from several tasks, in logging order.

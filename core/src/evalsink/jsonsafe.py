@@ -96,7 +96,9 @@ def to_jsonable(value: Any, *, config: bool = False) -> Any:
     return orjson.loads(dumps(value, config=config))
 
 
-_SECRET_KEY = re.compile(r"(^|[_\-.])(token|api_?key|key|secret|password|passwd|credentials?)($|[_\-.])")
+_SECRET_KEY = re.compile(
+    r"(^|[_\-.])(token|api_?keys?|keys?|secrets?|passwords?|passwd|credentials?)($|[_\-.])"
+)
 
 
 _NOT_SECRET = re.compile(

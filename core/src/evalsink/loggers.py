@@ -492,7 +492,13 @@ def _task_aggregations(task_dict: Mapping[str, Any] | None, task_name: str) -> d
     aggregation = getattr(task, "aggregation", None)
     if not callable(aggregation):
         return {}
-    result = aggregation()
+    try:
+        result = aggregation()
+    except Exception as exc:
+        logger.error(
+            "task %r: aggregation() failed (%s: %s); using the mean", task_name, type(exc).__name__, exc
+        )
+        return {}
     return dict(result) if isinstance(result, Mapping) else {}
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from evalsink.errors import EvalsinkError
 from evalsink.run import DetailsBatch
 
 _READ_SPAN = 4 << 20  # bytes read at once when records are contiguous
@@ -141,7 +142,13 @@ class DetailSpool:
             )
 
     def _read(self, offsets: array[int], lengths: array[int], count: int) -> Iterator[bytes]:
-        descriptor = os.open(self.path, os.O_RDONLY)
+        try:
+            descriptor = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise EvalsinkError(
+                f"the details spool {self.path} is gone (removed when its run closed); "
+                "read the saved details with load_details_datasets(date_id, task_names)"
+            ) from None
         try:
             index = 0
             while index < count:

@@ -69,7 +69,7 @@ def unify(left: pa.DataType | None, right: pa.DataType, *, widen_ints: bool = Tr
     return _JSON
 
 
-def python_type(value: Any) -> pa.DataType:
+def python_type(value: Any, *, widen_ints: bool = True) -> pa.DataType:
     """Arrow type of one decoded JSON value (used where Arrow's own inference refuses a batch)."""
     if value is None:
         return pa.null()
@@ -84,20 +84,24 @@ def python_type(value: Any) -> pa.DataType:
     if isinstance(value, list):
         item: pa.DataType | None = None
         for element in value:
-            item = unify(item, python_type(element))
+            item = unify(item, python_type(element, widen_ints=widen_ints), widen_ints=widen_ints)
         return pa.list_(item if item is not None else pa.null())
     if isinstance(value, dict):
-        return pa.struct([pa.field(str(key), python_type(child)) for key, child in value.items()])
+        return pa.struct(
+            [pa.field(str(key), python_type(child, widen_ints=widen_ints)) for key, child in value.items()]
+        )
     return _JSON
 
 
-def infer_type(values: list[Any]) -> pa.DataType:
+def infer_type(values: list[Any], *, widen_ints: bool = True) -> pa.DataType:
     try:
+        if not widen_ints:
+            raise OverflowError  # Arrow's inference widens ints to doubles: infer in Python
         inferred = pa.array(values).type
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
         inferred = None
         for value in values:
-            inferred = unify(inferred, python_type(value))
+            inferred = unify(inferred, python_type(value, widen_ints=widen_ints), widen_ints=widen_ints)
         return inferred if inferred is not None else pa.null()
     return _normalise(inferred)
 
@@ -175,7 +179,7 @@ def details_schema(
     merged: dict[str, pa.DataType | None] = dict.fromkeys(COLUMNS)
     for batch in _batches(read(), batch_size):
         for column in COLUMNS:
-            inferred = infer_type([record.get(column) for record in batch])
+            inferred = infer_type([record.get(column) for record in batch], widen_ints=widen_ints)
             merged[column] = unify(merged[column], inferred, widen_ints=widen_ints)
     return pa.schema([_finalise(column, merged[column]) for column in COLUMNS])
 
