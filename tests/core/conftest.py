@@ -23,6 +23,15 @@ def _clean_evalsink_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _every_first_party_extra_released(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hints are tested as in a release where every first-party sink has its extra; the
+    repository's own state (extras only for sinks that exist) is tested explicitly."""
+    import evalsink.discovery
+
+    monkeypatch.setattr(evalsink.discovery, "_declared_extras", lambda: set(evalsink.discovery.KNOWN_EXTRAS))
+
+
+@pytest.fixture(autouse=True)
 def _reset_recorder_calls() -> Iterator[None]:
     evalsink_recorder.CALLS.clear()
     yield

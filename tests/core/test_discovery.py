@@ -352,3 +352,26 @@ def test_a_failing_sink_still_reports_the_outputs_its_exception_carries(
     assert report["halfway"].outputs == ["remote://half/results.json"]
     assert report["halfway"].errors == ["evalsink_results_saved: PartialUploadError: upload stopped half way"]
     assert report["recorder"].outputs == ["recorder://half"]
+
+
+def test_hint_for_a_first_party_sink_whose_extra_is_not_released_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Until plugins/wandb exists, the core declares no [wandb] extra: the hint must not send the
+    user to a pip line that cannot work, and must turn into that line once the extra exists."""
+    import evalsink.discovery
+
+    monkeypatch.setattr(evalsink.discovery, "_declared_extras", lambda: {"local", "all", "testing"})
+    assert (
+        install_hint("wandb") == "the 'wandb' sink is planned but not released with this evalsink version yet"
+    )
+    assert install_hint("local") == 'pip install "evalsink[local]"'
+    monkeypatch.setattr(evalsink.discovery, "_declared_extras", lambda: {"local", "wandb"})
+    assert install_hint("wandb") == 'pip install "evalsink[wandb]"'
+
+
+def test_declared_extras_read_the_installed_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    import evalsink.discovery
+
+    monkeypatch.undo()  # the real function, reading the installed evalsink's metadata
+    extras = evalsink.discovery._declared_extras()
+    assert {"local", "all", "testing"} <= extras
+    assert "wandb" not in extras  # not before plugins/wandb exists: uv resolves every extra

@@ -100,10 +100,22 @@ def _canonical(name: str) -> str:
 
 
 def install_hint(name: str) -> str:
+    """The command that installs a sink, when this evalsink release knows one."""
     extra = KNOWN_EXTRAS.get(name)
-    if extra is not None:
+    if extra is None:
+        return f"install the package that provides the evalsink sink {name!r}"
+    if extra in _declared_extras():
         return f'pip install "evalsink[{extra}]"'
-    return f"install the package that provides the evalsink sink {name!r}"
+    return f"the {name!r} sink is planned but not released with this evalsink version yet"
+
+
+def _declared_extras() -> set[str]:
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        return set(metadata("evalsink").get_all("Provides-Extra") or [])
+    except PackageNotFoundError:  # a source tree that was never installed
+        return set(KNOWN_EXTRAS)
 
 
 def _conflict_message(name: str, claims: list[SinkEntry]) -> str:
