@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import xxhash
 
 from evalsink import jsonsafe
 from evalsink.run import DetailsBatch
@@ -179,8 +180,6 @@ class _TaskHashes:
         self.truncated = self.non_truncated = self.padded = self.non_padded = 0
 
     def compile(self) -> dict[str, str]:
-        import xxhash
-
         def combine(digests: array[int]) -> str:
             return xxhash.xxh64("".join(sorted(f"{d:016x}" for d in digests)).encode()).hexdigest()
 
@@ -298,8 +297,6 @@ class DetailsLogger:
             self.on_batch(batch)
 
     def _hash(self, task_name: str, doc: Any, model_response: Any) -> None:
-        import xxhash
-
         hashes = self._hashes.get(task_name)
         if hashes is None:
             hashes = self._hashes[task_name] = _TaskHashes()
@@ -331,8 +328,6 @@ class DetailsLogger:
 
     def aggregate(self) -> None:
         """Combine the per-sample hashes per task (sorted, so order does not matter), then over tasks."""
-        import xxhash
-
         total = CompiledDetailOverAllTasks()
         for task_name, hashes in self._hashes.items():
             compiled = hashes.compile()

@@ -22,7 +22,11 @@ class LocalSinkConfig(SinkConfig):
     """Options of the local sink (``sink_config={"local": {...}}`` or ``EVALSINK_LOCAL__<FIELD>``)."""
 
     required: bool = True
-    row_group_size: int = Field(default=1000, ge=1, description="Rows per parquet row group.")
+    row_group_size: int = Field(
+        default=500,
+        ge=1,
+        description="Rows per parquet row group (and per decoding batch: bounds save()'s memory).",
+    )
     compression: Literal["snappy", "zstd", "gzip", "none"] = "snappy"
     details_path_template: str | None = Field(
         default=None,

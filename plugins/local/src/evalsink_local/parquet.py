@@ -138,7 +138,7 @@ def _finalise(name: str, kind: pa.DataType | None) -> pa.Field:
     return pa.field(name, kind)
 
 
-def _needs_encoding(field: pa.Field) -> bool:
+def _needs_encoding(field: pa.Field) -> bool:  # not cached: Field equality ignores metadata
     if field.metadata and field.metadata.get(b"evalsink.encoding") == b"json":
         return True
     kind = field.type
@@ -245,10 +245,15 @@ def _string_leaves(kind: pa.DataType, path: str) -> Iterator[str]:
         yield path
 
 
+@functools.lru_cache(maxsize=256)
+def _text_columns(schema: pa.Schema) -> tuple[str, ...]:
+    return tuple(path for field in schema for path in _string_leaves(field.type, field.name))
+
+
 def _open_writer(sink: IO[bytes], schema: pa.Schema, compression: str) -> pq.ParquetWriter:
     """Dictionary-encode text columns only: token ids and log-probabilities rarely repeat, and
     building dictionaries for them cost more time (40% of the write) than it saved space."""
-    text_columns = [path for field in schema for path in _string_leaves(field.type, field.name)]
+    text_columns = list(_text_columns(schema))
     return pq.ParquetWriter(
         sink,
         schema,
