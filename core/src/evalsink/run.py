@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -79,7 +79,6 @@ class Run:
     details: DetailSpool
     general_config: GeneralConfigLogger
     date_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model_name(self) -> str | None:
