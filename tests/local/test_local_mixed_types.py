@@ -242,12 +242,6 @@ def test_results_json_is_written_and_valid_when_details_are_odd(
         assert pq.read_table(path).num_rows == 30
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: a float and a bool in one field within a row group are written as double "
-    "(Arrow's inference turns True into 1.0; parquet.py infer_type and the fast path trust it)",
-)
 def test_float_and_bool_in_one_row_group_keep_their_types(
     make_tracker: Callable[..., EvaluationTracker],
 ) -> None:
@@ -260,9 +254,9 @@ def test_float_and_bool_in_one_row_group_keep_their_types(
 
 # -- property: any mix of these shapes round-trips -------------------------------------------------
 # Keys come from a small set so that samples collide often. Each run draws its numbers from ints
-# within ±2**53 (beyond: the xfails above) plus either floats or bools, never both (both: the
-# xfail just above); floats stay within ±1e100 (larger metrics: the xfail in
-# test_local_results_json.py). Lists hold scalars of any mix or strings.
+# within ±2**53 (beyond: the tests above) plus either floats or bools, never both (bools beside
+# numbers are kept apart only in first-level fields: see the test just above); floats stay within
+# ±1e100 (larger metrics: test_local_results_json.py). Lists hold scalars of any mix or strings.
 _KEYS = st.sampled_from(["a", "b", "c", "", "d.e"])
 
 

@@ -54,7 +54,9 @@ def test_options_from_the_environment(tmp_path: Path, monkeypatch: pytest.Monkey
 @pytest.mark.parametrize("run_name", ["..", "a/../../b", ".evalsink-staging"])
 def test_run_names_cannot_leave_the_root(tmp_path: Path, run_name: str) -> None:
     with pytest.raises(SinkConfigError, match="not a folder name"):
-        EvaluationTracker(tmp_path, sinks=["tensorboard"], sink_config={"tensorboard": {"run_name": run_name}})
+        EvaluationTracker(
+            tmp_path, sinks=["tensorboard"], sink_config={"tensorboard": {"run_name": run_name}}
+        )
 
 
 def test_a_url_output_dir_needs_a_local_logdir(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from conftest import read_events, text_of
 from tb_helpers import ANATOMY, ASTRONOMY, PLAIN, log_evaluation
 
 from evalsink import EvaluationTracker
-from evalsink_tensorboard.naming import plan_scalars
 
 # results key, metric -> the tag lighteval's push_to_tensorboard gave it (after tensorboardX's cleaning)
 EXPECTED_TAGS = {
@@ -54,7 +53,12 @@ def test_every_tag_and_value_of_a_run(tmp_path: Path) -> None:
     assert events.Scalars("stderr_eval/mmlu_anatomy/acc_stderr")[0].value == pytest.approx(0.5)
 
     texts = {tag.removesuffix("/text_summary") for tag in events.Tags()["tensors"]}
-    assert texts == {"eval_config", f"eval_details_{ANATOMY}", f"eval_details_{ASTRONOMY}", f"eval_details_{PLAIN}"}
+    assert texts == {
+        "eval_config",
+        f"eval_details_{ANATOMY}",
+        f"eval_details_{ASTRONOMY}",
+        f"eval_details_{PLAIN}",
+    }
     [(step, config)] = text_of(events, "eval_config")
     assert step == 0
     assert config.startswith("| key | value |")
@@ -94,6 +98,10 @@ def test_null_values_are_skipped_and_said(tmp_path: Path, caplog: pytest.LogCapt
 
 def test_colliding_short_names_fall_back_to_full_names() -> None:
     """Two few-shot settings of one task would share lighteval's tag: both keep their full name."""
+    # imported here so the import block sorts the same whether or not the root ruff config lists
+    # evalsink_tensorboard as first-party
+    from evalsink_tensorboard.naming import plan_scalars
+
     plan = plan_scalars(
         {
             "lighteval|mmlu:anatomy|5": {"acc": 0.1},

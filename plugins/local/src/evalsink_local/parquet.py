@@ -93,10 +93,30 @@ def python_type(value: Any, *, widen_ints: bool = True) -> pa.DataType:
     return _JSON
 
 
+def _mixes_bools_and_numbers(values: list[Any]) -> bool:
+    """Whether a field directly inside these objects holds bools in some rows and numbers in
+    others (a metric that is ``True`` here and ``0.5`` there). Arrow's inference would store the
+    bools as 1.0/0.0; the Python inference keeps them apart. Only the first level is checked:
+    that is where metrics live, and deeper checks would cost every row."""
+    seen: dict[str, int] = {}
+    for value in values:
+        if type(value) is not dict:
+            continue
+        for key, item in value.items():
+            kind = type(item)
+            flag = 1 if kind is bool else 2 if kind is int or kind is float else 0
+            if flag:
+                both = seen.get(key, 0) | flag
+                if both == 3:
+                    return True
+                seen[key] = both
+    return False
+
+
 def infer_type(values: list[Any], *, widen_ints: bool = True) -> pa.DataType:
     try:
-        if not widen_ints:
-            raise OverflowError  # Arrow's inference widens ints to doubles: infer in Python
+        if not widen_ints or _mixes_bools_and_numbers(values):
+            raise OverflowError  # Arrow's inference would merge what must stay apart: infer in Python
         inferred = pa.array(values).type
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
         inferred = None
@@ -274,6 +294,8 @@ def _write_fast(
             arrays = []
             for index, column in enumerate(COLUMNS):
                 values = [record.get(column) for record in batch]
+                if _mixes_bools_and_numbers(values):
+                    raise _SchemaChangedError
                 try:
                     array = pa.array(values)
                 except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):

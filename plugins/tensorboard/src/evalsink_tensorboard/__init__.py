@@ -1,1 +1,204 @@
-"""placeholder"""
+"""evalsink's TensorBoard sink: a run's metrics as TensorBoard scalars, with lighteval's tag names.
+
+Replaces lighteval's ``push_to_tensorboard``: enabled by ``sinks=[..., "tensorboard"]`` or
+``push_to_tensorboard=True``. Every run writes one event file (tensorboardX, no tensorflow, no
+torch) into ``{output_dir}/tb/{run}``, where ``run`` is ``{nanotron_run_info.run}_{prefix}`` or
+just ``prefix``, at the checkpoint's step. Tag names are in :mod:`evalsink_tensorboard.naming`;
+docs/sinks/tensorboard.md has the full description.
+
+Why the file is written aside and then moved: TensorBoard reads the event files of a run folder in
+file-name order and treats a step lower than the previous one as a restart, dropping the later
+steps. tensorboardX names files after the wall clock (to the second), so checkpoints evaluated out
+of order (3000, then 1000) would be read out of order, and two runs finishing in the same second
+would even share a file name. The sink therefore lets tensorboardX write into a private staging
+folder and, once the writer is closed, moves the finished file into the run folder under a name
+that sorts by step (then by time). Files written by earlier runs are never touched, and the
+run folder only ever holds complete files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from evalsink import EvaluationResults, Run, Sink, SinkConfig, TrackerSettings, hookimpl
+from evalsink_tensorboard.markdown import to_markdown
+from evalsink_tensorboard.naming import ScalarPoint, TagPlan, plan_scalars
+
+__all__ = ["TensorBoardSink", "TensorBoardSinkConfig"]
+
+logger = logging.getLogger("evalsink.tensorboard")
+
+STAGING_FOLDER = ".evalsink-staging"
+"""Below the TensorBoard root; holds a run's event file only while tensorboardX writes it."""
+
+
+class TensorBoardSinkConfig(SinkConfig):
+    """``sink_config={"tensorboard": {...}}`` or ``EVALSINK_TENSORBOARD__<FIELD>=...``."""
+
+    prefix: str | None = Field(default=None, min_length=1)
+    """Metric prefix; default: the tracker's ``tensorboard_metric_prefix`` (lighteval's "eval")."""
+    logdir: str | None = Field(default=None, min_length=1)
+    """TensorBoard root folder (local); default ``{output_dir}/tb``. Needed when output_dir is a URL."""
+    step: int | None = Field(default=None, ge=0)
+    """Global step when no ``nanotron_run_info`` gives one; default 0."""
+    run_name: str | None = Field(default=None, min_length=1)
+    """Run folder below the root; default ``{nanotron_run_info.run}_{prefix}`` or ``{prefix}``."""
+
+
+def _local_path(text: str) -> Path | None:
+    """A local folder as evalsink's OutputDir reads it (``file://`` allowed), or None for a URL."""
+    if text.startswith("file://"):
+        text = text[len("file://") :]
+    if "://" in text:
+        return None
+    return Path(text).expanduser().absolute()
+
+
+def _run_info(info: Any) -> tuple[str | None, int | None]:
+    """(run, step) of a nanotron_run_info-like object (anything with ``.run`` and ``.step``)."""
+    if info is None:
+        return None, None
+    missing = [name for name in ("run", "step") if not hasattr(info, name)]
+    if missing:
+        raise ValueError(
+            f"nanotron_run_info ({type(info).__name__}) has no {' or '.join(missing)} attribute; "
+            "the tensorboard sink needs .run (the run name) and .step (the checkpoint's step)"
+        )
+    step = info.step
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+        raise ValueError(f"nanotron_run_info.step must be an int, not {type(step).__name__}")
+    return str(info.run), step
+
+
+class TensorBoardSink(Sink):
+    """Writes lighteval's TensorBoard scalars and text summaries for each saved run."""
+
+    config_model: ClassVar[type[SinkConfig]] = TensorBoardSinkConfig
+    remote: ClassVar[bool] = False  # local event files: written before anything is uploaded
+    config: TensorBoardSinkConfig
+
+    def __init__(self, config: TensorBoardSinkConfig, settings: TrackerSettings) -> None:
+        super().__init__(config, settings)
+        # imported here, not at module import: only a tracker that enables the sink pays for it,
+        # and a broken install fails the tracker's construction, before any evaluation time
+        from tensorboardX import SummaryWriter
+
+        self._writer_class: Any = SummaryWriter
+        self.prefix = config.prefix or settings.tensorboard_metric_prefix or "eval"
+        info_run, info_step = _run_info(settings.nanotron_run_info)
+        if info_step is not None:
+            self.step = info_step
+        else:
+            self.step = config.step if config.step is not None else 0
+        if self.step < 0:
+            raise ValueError(f"the global step must be >= 0 (got {self.step}): files are ordered by step")
+        self.run_name = config.run_name or (
+            f"{info_run}_{self.prefix}" if info_run is not None else self.prefix
+        )
+
+        if config.logdir is not None:
+            root = _local_path(config.logdir)
+            if root is None:
+                raise ValueError(f"logdir {config.logdir!r} is a URL; tensorboardX writes local folders only")
+        else:
+            output = _local_path(settings.output_dir)
+            if output is None:
+                raise ValueError(
+                    f"output_dir {settings.output_dir!r} is not a local folder and tensorboardX writes "
+                    "local files only: give the sink a local folder, e.g. "
+                    'sink_config={"tensorboard": {"logdir": "/path/to/tb"}}'
+                )
+            root = output / "tb"
+        self.root = root
+        self.run_dir = self._inside(root, self.run_name)
+        self._writer: Any = None
+        self._staging: Path | None = None
+
+    @staticmethod
+    def _inside(root: Path, run_name: str) -> Path:
+        """``root/run_name``; a run name may hold ``/`` (sub-folders) but never leave the root."""
+        parts = [part for part in run_name.replace("\\", "/").split("/") if part]
+        if not parts or any(part in {".", ".."} for part in parts) or parts[0] == STAGING_FOLDER:
+            raise ValueError(f"run name {run_name!r} is not a folder name below {root}")
+        return root.joinpath(*parts)
+
+    @hookimpl
+    def evalsink_run_started(self) -> None:
+        # fails here (isolated, reported) rather than after the evaluation when the root is unusable
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    @hookimpl
+    def evalsink_results_saved(self, run: Run, results: EvaluationResults) -> list[str]:
+        plan = plan_scalars(results.results, self.prefix)
+        self._warn(plan)
+        self._staging = self.root / STAGING_FOLDER / f"{run.run_id}-{uuid.uuid4().hex[:8]}"
+        self._writer = self._writer_class(logdir=str(self._staging))
+        self._write(plan.scalars, results)
+        self._close_writer()
+        return [str(self._publish())]
+
+    @hookimpl
+    def evalsink_run_finished(self) -> None:
+        """Close what a failed run left open and drop its half-written staging folder."""
+        try:
+            self._close_writer()
+        finally:
+            self._drop_staging()
+
+    # -- steps of results_saved ------------------------------------------------------------
+    def _warn(self, plan: TagPlan) -> None:
+        if plan.skipped_null:
+            listed = ", ".join(f"{task}/{metric}" for task, metric in plan.skipped_null)
+            logger.warning(
+                "tensorboard: %d null (NaN/inf) value(s) not written: %s", len(plan.skipped_null), listed
+            )
+        for task, metric, tag in plan.duplicates:
+            logger.warning("tensorboard: %s/%s not written: tag %r is already used", task, metric, tag)
+
+    def _write(self, scalars: list[ScalarPoint], results: EvaluationResults) -> None:
+        writer, step = self._writer, self.step
+        for point in scalars:
+            writer.add_scalar(point.tag, point.value, global_step=step)
+        general = results.config_general.model_dump(mode="json", by_alias=True)
+        writer.add_text("eval_config", to_markdown(general), global_step=step)
+        for task, summary in results.summary_tasks.items():
+            details = summary.model_dump(mode="json", by_alias=True)
+            writer.add_text(f"eval_details_{task}", to_markdown(details), global_step=step)
+
+    def _close_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()  # flushes every pending event; tensorboardX ignores a second close
+
+    def _publish(self) -> Path:
+        """Move the closed event file into the run folder under a name that sorts by step."""
+        assert self._staging is not None
+        [written] = [p for p in self._staging.iterdir() if p.is_file()]
+        with open(written, "rb") as handle:
+            os.fsync(handle.fileno())
+        # "tfevents" in the name is what TensorBoard looks for; step, then time, orders the files
+        final = self.run_dir / (
+            f"events.out.tfevents.{self.step:020d}.{time.time_ns():020d}.{socket.gethostname()}.evalsink"
+        )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(written, final)
+        self._drop_staging()
+        return final
+
+    def _drop_staging(self) -> None:
+        staging, self._staging = self._staging, None
+        if staging is None:
+            return
+        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            staging.parent.rmdir()  # only when no other run is staging there

@@ -1,0 +1,109 @@
+"""Turning a results table into TensorBoard tags, the way lighteval's ``push_to_tensorboard`` named them.
+
+Kept free of tensorboardX so the naming can be tested, documented and reasoned about on its own.
+The rules (docs/sinks/tensorboard.md has the table):
+
+* a results key ``suite|task|fewshot`` (exactly three ``|``-separated parts) is shown as its middle
+  part ``task``; any other key (``all``, ``mmlu:anatomy|5``) is shown whole;
+* a shown name containing ``:`` belongs to the suite before the first ``:``
+  (``mmlu:anatomy`` -> ``mmlu``); its metrics go to ``{prefix}_{suite}/{task}/{metric}``;
+* a suite average (shown name ``{suite}:_average``) goes to ``{prefix}/{suite}/{metric}``;
+* other tasks go to ``{prefix}/{task}/{metric}``;
+* a metric ending in ``_stderr`` goes to ``stderr_{prefix}/{task}/{metric}`` instead (``{task}``
+  being ``{suite}`` for an average);
+* when two results keys would end up on the same tag (``lighteval|mmlu:anatomy|5`` and
+  ``lighteval|mmlu:anatomy|0``), every key involved is shown whole instead, so no value silently
+  overwrites another at the same step;
+* finally every character other than letters, digits, ``_``, ``-``, ``.`` and ``/`` becomes ``_``:
+  tensorboardX does this to every scalar tag (so lighteval's files had these tags too); doing it
+  here means the tags listed and checked for collisions are the tags in the file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+STDERR_SUFFIX = "_stderr"
+AVERAGE_SUBTASK = "_average"
+
+# tensorboardX.summary._INVALID_TAG_CHARACTERS: what add_scalar replaces by "_" (and it strips
+# leading "/"). Repeated here so that the tags we report and de-duplicate are the stored ones.
+_INVALID_TAG_CHARACTERS = re.compile(r"[^-/\w\.]")
+
+
+def clean_tag(tag: str) -> str:
+    """The tag as tensorboardX stores a scalar under it."""
+    return _INVALID_TAG_CHARACTERS.sub("_", tag).lstrip("/")
+
+
+def shown_task_name(results_key: str) -> str:
+    """lighteval's rule: ``suite|task|fewshot`` is shown as ``task``; anything else whole."""
+    parts = results_key.split("|")
+    return parts[1] if len(parts) == 3 else results_key
+
+
+@dataclass(frozen=True)
+class ScalarPoint:
+    """One scalar to write: its final tag, its value, and where it came from (for messages)."""
+
+    tag: str
+    value: float
+    task: str
+    metric: str
+
+
+def _tag(prefix: str, shown: str, metric: str) -> str:
+    suite, colon, subtask = shown.partition(":")
+    if colon and subtask == AVERAGE_SUBTASK:
+        namespace = f"stderr_{prefix}" if metric.endswith(STDERR_SUFFIX) else prefix
+        return clean_tag(f"{namespace}/{suite}/{metric}")
+    if metric.endswith(STDERR_SUFFIX):
+        return clean_tag(f"stderr_{prefix}/{shown}/{metric}")
+    if colon:
+        return clean_tag(f"{prefix}_{suite}/{shown}/{metric}")
+    return clean_tag(f"{prefix}/{shown}/{metric}")
+
+
+@dataclass
+class TagPlan:
+    """What the sink writes for one results table: scalars, plus what it left out and why."""
+
+    scalars: list[ScalarPoint]
+    skipped_null: list[tuple[str, str]]
+    """(task, metric) pairs whose value is null (NaN or infinite in the evaluation): not written."""
+    duplicates: list[tuple[str, str, str]]
+    """(task, metric, tag) left out because another value already claimed the tag."""
+
+
+def plan_scalars(results: Mapping[str, Mapping[str, float | None]], prefix: str) -> TagPlan:
+    """Every scalar tag and value for ``results`` (lighteval's ``results`` section)."""
+
+    def tags_for(key: str, shown: str) -> dict[str, str]:
+        return {metric: _tag(prefix, shown, metric) for metric in results[key]}
+
+    claims: dict[str, set[str]] = defaultdict(set)
+    for key in results:
+        for tag in tags_for(key, shown_task_name(key)).values():
+            claims[tag].add(key)
+    shown_whole = {key for keys in claims.values() if len(keys) > 1 for key in keys}
+
+    scalars: list[ScalarPoint] = []
+    skipped: list[tuple[str, str]] = []
+    duplicates: list[tuple[str, str, str]] = []
+    seen: set[str] = set()
+    for key, metrics in results.items():
+        tags = tags_for(key, key if key in shown_whole else shown_task_name(key))
+        for metric, value in metrics.items():
+            if value is None:
+                skipped.append((key, metric))
+                continue
+            tag = tags[metric]
+            if tag in seen:  # only left when two names differ by characters the cleaning replaced
+                duplicates.append((key, metric, tag))
+                continue
+            seen.add(tag)
+            scalars.append(ScalarPoint(tag=tag, value=float(value), task=key, metric=metric))
+    return TagPlan(scalars=scalars, skipped_null=skipped, duplicates=duplicates)
