@@ -7,13 +7,17 @@ details problem never costs the results. Every file is published atomically (see
 
 from __future__ import annotations
 
-from typing import Literal
+import functools
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from evalsink import Sink, SinkConfig, hookimpl
 from evalsink.models import EvaluationResults
 from evalsink.run import Run
+
+if TYPE_CHECKING:
+    from evalsink_local.layout import Layout
 
 __all__ = ["LocalSink", "LocalSinkConfig"]
 
@@ -64,22 +68,21 @@ class LocalSink(Sink):
                 raise
         return written
 
-    def _write_details(self, run: Run, layout: object) -> list[str]:
+    def _write_details(self, run: Run, layout: Layout) -> list[str]:
         """One parquet file per task; a task that fails does not stop the others being published."""
-        from evalsink_local.layout import Layout
         from evalsink_local.parquet import write_details
 
-        assert isinstance(layout, Layout)
         assert run.date_id is not None
         batch = layout.details.batch()
-        written, failures = [], []
+        written: list[str] = []
+        failures: list[str] = []
         try:
             for task_name in run.details.tasks():
                 relative = layout.details_file(task_name, run.date_id)
                 try:
                     write_details(
-                        lambda task=task_name: run.details.iter_records(task),
-                        lambda relative=relative: batch.open(relative),
+                        functools.partial(run.details.iter_records, task_name),
+                        functools.partial(batch.open, relative),
                         row_group_size=self.config.row_group_size,
                         compression=self.config.compression,
                     )

@@ -12,8 +12,8 @@ The rules (docs/sinks/tensorboard.md has the table):
 * a metric ending in ``_stderr`` goes to ``stderr_{prefix}/{task}/{metric}`` instead (``{task}``
   being ``{suite}`` for an average);
 * when two results keys would end up on the same tag (``lighteval|mmlu:anatomy|5`` and
-  ``lighteval|mmlu:anatomy|0``), every key involved is shown whole instead, so no value silently
-  overwrites another at the same step;
+  ``lighteval|mmlu:anatomy|0``), every key involved is shown whole instead (a suite average then
+  goes to ``{prefix}/{key}/{metric}``), so no value silently overwrites another at the same step;
 * finally every character other than letters, digits, ``_``, ``-``, ``.`` and ``/`` becomes ``_``:
   tensorboardX does this to every scalar tag (so lighteval's files had these tags too); doing it
   here means the tags listed and checked for collisions are the tags in the file.
@@ -55,15 +55,18 @@ class ScalarPoint:
     metric: str
 
 
-def _tag(prefix: str, shown: str, metric: str) -> str:
-    suite, colon, subtask = shown.partition(":")
-    if colon and subtask == AVERAGE_SUBTASK:
-        namespace = f"stderr_{prefix}" if metric.endswith(STDERR_SUFFIX) else prefix
-        return clean_tag(f"{namespace}/{suite}/{metric}")
-    if metric.endswith(STDERR_SUFFIX):
+def _tag(prefix: str, key: str, whole: bool, metric: str) -> str:
+    """The cleaned tag of ``key``'s ``metric``; ``whole`` shows the full key (after a collision)."""
+    suite, colon, subtask = shown_task_name(key).partition(":")
+    stderr = metric.endswith(STDERR_SUFFIX)
+    if colon and subtask == AVERAGE_SUBTASK:  # a suite average stays an average when shown whole
+        namespace = f"stderr_{prefix}" if stderr else prefix
+        return clean_tag(f"{namespace}/{key if whole else suite}/{metric}")
+    shown = key if whole else shown_task_name(key)
+    if stderr:
         return clean_tag(f"stderr_{prefix}/{shown}/{metric}")
-    if colon:
-        return clean_tag(f"{prefix}_{suite}/{shown}/{metric}")
+    if ":" in shown:
+        return clean_tag(f"{prefix}_{shown.split(':')[0]}/{shown}/{metric}")
     return clean_tag(f"{prefix}/{shown}/{metric}")
 
 
@@ -81,12 +84,12 @@ class TagPlan:
 def plan_scalars(results: Mapping[str, Mapping[str, float | None]], prefix: str) -> TagPlan:
     """Every scalar tag and value for ``results`` (lighteval's ``results`` section)."""
 
-    def tags_for(key: str, shown: str) -> dict[str, str]:
-        return {metric: _tag(prefix, shown, metric) for metric in results[key]}
+    def tags_for(key: str, whole: bool) -> dict[str, str]:
+        return {metric: _tag(prefix, key, whole, metric) for metric in results[key]}
 
     claims: dict[str, set[str]] = defaultdict(set)
     for key in results:
-        for tag in tags_for(key, shown_task_name(key)).values():
+        for tag in tags_for(key, whole=False).values():
             claims[tag].add(key)
     shown_whole = {key for keys in claims.values() if len(keys) > 1 for key in keys}
 
@@ -95,7 +98,7 @@ def plan_scalars(results: Mapping[str, Mapping[str, float | None]], prefix: str)
     duplicates: list[tuple[str, str, str]] = []
     seen: set[str] = set()
     for key, metrics in results.items():
-        tags = tags_for(key, key if key in shown_whole else shown_task_name(key))
+        tags = tags_for(key, whole=key in shown_whole)
         for metric, value in metrics.items():
             if value is None:
                 skipped.append((key, metric))
