@@ -1,6 +1,13 @@
-"""Logging a small lighteval-shaped evaluation into a tracker."""
+"""Logging a small lighteval-shaped evaluation into a tracker, and reading event files back.
+
+(Not in conftest.py: ``from conftest import`` would pick whichever conftest was imported first
+when several test folders run in one pytest session.)
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 from evalsink import EvaluationTracker
 
@@ -21,3 +28,20 @@ def log_evaluation(tracker: EvaluationTracker, samples: dict[str, list[float]] |
             response = {"input": f"{task} question {index}", "text": ["a"]}
             tracker.details_logger.log(task, doc, response, {"acc": value})
             tracker.metrics_logger.log(task, {"acc": value})
+
+
+def read_events(run_dir: Path) -> Any:
+    """TensorBoard's own reader over one run folder, with nothing sampled away."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def text_of(accumulator: Any, tag: str) -> list[tuple[int, str]]:
+    """(step, text) of every text summary stored under ``<tag>/text_summary``."""
+    return [
+        (event.step, event.tensor_proto.string_val[0].decode("utf-8"))
+        for event in accumulator.Tensors(f"{tag}/text_summary")
+    ]

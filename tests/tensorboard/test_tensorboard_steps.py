@@ -6,8 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import read_events
-from tb_helpers import ANATOMY, PLAIN, log_evaluation
+from tb_helpers import ANATOMY, PLAIN, log_evaluation, read_events
 
 from evalsink import EvaluationTracker
 

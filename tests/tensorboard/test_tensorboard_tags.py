@@ -7,8 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import read_events, text_of
-from tb_helpers import ANATOMY, ASTRONOMY, PLAIN, log_evaluation
+from tb_helpers import ANATOMY, ASTRONOMY, PLAIN, log_evaluation, read_events, text_of
 
 from evalsink import EvaluationTracker
 
@@ -116,3 +115,27 @@ def test_colliding_short_names_fall_back_to_full_names() -> None:
         "eval/other/acc": 0.3,
     }
     assert plan.duplicates == []
+
+
+def test_a_plain_task_named_like_a_suite_does_not_hide_the_suite_average() -> None:
+    from evalsink_tensorboard.naming import plan_scalars
+
+    plan = plan_scalars(
+        {"custom|mmlu|0": {"acc": 0.1}, "lighteval|mmlu:_average|5": {"acc": 0.2, "acc_stderr": 0.01}},
+        "eval",
+    )
+    assert {point.tag: point.value for point in plan.scalars} == {
+        "eval/custom_mmlu_0/acc": 0.1,
+        "eval/lighteval_mmlu__average_5/acc": 0.2,
+        "stderr_eval/lighteval_mmlu__average_5/acc_stderr": 0.01,
+    }
+
+
+def test_a_two_part_key_is_shown_whole() -> None:
+    from evalsink_tensorboard.naming import plan_scalars
+
+    plan = plan_scalars({"mmlu:anatomy|5": {"acc": 0.5, "acc_stderr": 0.1}}, "eval")
+    assert [point.tag for point in plan.scalars] == [
+        "eval_mmlu/mmlu_anatomy_5/acc",
+        "stderr_eval/mmlu_anatomy_5/acc_stderr",
+    ]
