@@ -74,26 +74,42 @@ class LocalSink(Sink):
 
         assert run.date_id is not None
         batch = layout.details.batch()
-        written: list[str] = []
-        failures: list[str] = []
+        tasks = run.details.tasks()
+
+        def write_one(task_name: str) -> str | None:
+            """The task's failure as a message, or None once its file is staged."""
+            try:
+                write_details(
+                    functools.partial(run.details.iter_records, task_name),
+                    functools.partial(batch.open, layout.details_file(task_name, run.date_id or "")),
+                    row_group_size=self.config.row_group_size,
+                    compression=self.config.compression,
+                )
+            except Exception as exc:
+                return f"{task_name!r}: {type(exc).__name__}: {exc}"
+            return None
+
         try:
-            for task_name in run.details.tasks():
-                relative = layout.details_file(task_name, run.date_id)
-                try:
-                    write_details(
-                        functools.partial(run.details.iter_records, task_name),
-                        functools.partial(batch.open, relative),
-                        row_group_size=self.config.row_group_size,
-                        compression=self.config.compression,
-                    )
-                except Exception as exc:
-                    failures.append(f"{task_name!r}: {type(exc).__name__}: {exc}")
-                    continue
-                written.append(layout.details.display(relative))
+            # Many small tasks are dominated by per-file costs that Arrow pays without the GIL:
+            # write two at a time. Large tasks stay one at a time, to keep save()'s memory bounded.
+            small = len(run.details) <= len(tasks) * self.config.row_group_size
+            if len(tasks) > 1 and small:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(max_workers=2, thread_name_prefix="evalsink-details") as pool:
+                    errors = list(pool.map(write_one, tasks))
+            else:
+                errors = [write_one(task) for task in tasks]
             batch.commit()
         except BaseException:
             batch.discard()
             raise
+        failures = [error for error in errors if error is not None]
+        written = [
+            layout.details.display(layout.details_file(task, run.date_id))
+            for task, error in zip(tasks, errors, strict=True)
+            if error is None
+        ]
         if failures:
             raise DetailsWriteError(
                 f"details of {len(failures)} task(s) could not be written (the others were): "
