@@ -28,6 +28,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 import orjson
@@ -146,9 +147,10 @@ class TrackioSink(Sink):
         # (trackio pulls in gradio_client and huggingface_hub), and a broken install fails the
         # tracker's construction, before any evaluation time is spent
         import trackio
+        from trackio.sqlite_storage import SQLiteStorage
 
         self._trackio: Any = trackio
-        trackio.SQLiteStorage.validate_project_name(config.project)
+        SQLiteStorage.validate_project_name(config.project)  # e.g. the reserved "registry-" prefix
         self.project: str = config.project
         info_run, info_step = _run_info(settings.nanotron_run_info)
         self.step: int = info_step if info_step is not None else (config.step or 0)
@@ -195,13 +197,13 @@ class TrackioSink(Sink):
         )
         metrics, table = self._metrics(results.results)
         metrics["results"] = self._trackio.Table(columns=["task", "metric", "value", "stderr"], data=table)
-        self._guarded(lambda: trackio_run.log(metrics, step=self.step))
+        self._guarded(partial(trackio_run.log, metrics, step=self.step))
         if self.settings.save_details and self.config.max_rows != 0:
             for task in run.details.tasks():
                 rows = list(self._detail_rows(run, task))
                 if rows:
                     details = {f"details/{task.replace('/', '_')}": self._trackio.Table(data=rows)}
-                    self._guarded(lambda: trackio_run.log(details, step=self.step))
+                    self._guarded(partial(trackio_run.log, details, step=self.step))
         name = trackio_run.name
         self._finish()  # drained before save() reports the sink ok
         where = f"space {self.space_id}" if self.space_id else f"project {self.project}"
@@ -213,9 +215,7 @@ class TrackioSink(Sink):
         self._finish()
 
     # -- helpers ----------------------------------------------------------------------------
-    def _metrics(
-        self, results: dict[str, dict[str, float | None]]
-    ) -> tuple[dict[str, Any], list[list[Any]]]:
+    def _metrics(self, results: dict[str, dict[str, float | None]]) -> tuple[dict[str, Any], list[list[Any]]]:
         metrics: dict[str, Any] = {}
         table: list[list[Any]] = []
         skipped: list[str] = []
@@ -229,14 +229,18 @@ class TrackioSink(Sink):
                     stderr = values.get(f"{metric}_stderr")
                     table.append([task, metric, _finite(value), _finite(stderr)])
         if skipped:
-            logger.warning("trackio: %d null (NaN/inf) value(s) not logged: %s", len(skipped), ", ".join(skipped))
+            logger.warning(
+                "trackio: %d null (NaN/inf) value(s) not logged: %s", len(skipped), ", ".join(skipped)
+            )
         return metrics, table
 
     def _detail_rows(self, run: Run, task: str) -> Iterator[dict[str, Any]]:
         cap = self.config.max_rows
         for index, record in enumerate(run.details.iter_records(task)):
             if cap is not None and index >= cap:
-                logger.info("trackio: details of %s capped at %d of %d rows", task, cap, run.details.count(task))
+                logger.info(
+                    "trackio: details of %s capped at %d of %d rows", task, cap, run.details.count(task)
+                )
                 return
             yield flatten_record(record)
 
@@ -267,7 +271,9 @@ class TrackioSink(Sink):
         finally:
             if current.get() is trackio_run:
                 current.set(None)  # what trackio.finish() does for the current run
-        sender = getattr(trackio_run, "_local_sender_thread", None) or getattr(trackio_run, "_client_thread", None)
+        sender = getattr(trackio_run, "_local_sender_thread", None) or getattr(
+            trackio_run, "_client_thread", None
+        )
         pending = getattr(trackio_run, "_queued_logs", None) or getattr(trackio_run, "_sending_batch", None)
         if (sender is not None and sender.is_alive()) or pending:
             raise RuntimeError("trackio could not write every log within its 30s finish timeout")

@@ -1,0 +1,133 @@
+"""What the sink logs, read back with trackio's own SQLite storage."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from trackio_helpers import ANATOMY, PLAIN, log_evaluation, merged, new_project, read_run, table_rows
+
+from evalsink import EvaluationTracker
+
+
+def test_metrics_config_results_and_details(tmp_path: Path) -> None:
+    project = new_project()
+    tracker = EvaluationTracker(
+        tmp_path, sinks=["local", "trackio"], sink_config={"trackio": {"project": project}}
+    )
+    log_evaluation(tracker)
+    report = tracker.save()
+
+    assert report.ok, str(report)
+    run, logs, config = read_run(project)
+    assert report["trackio"].outputs == [f"trackio: project {project}, run {run}"]
+    assert {entry["step"] for entry in logs} == {0}
+    values = merged(logs)
+    assert values[f"{ANATOMY}/acc"] == pytest.approx(0.5)
+    assert values[f"{ANATOMY}/acc_stderr"] == pytest.approx(0.5)
+    assert values[f"{PLAIN}/acc"] == pytest.approx(0.5)
+    assert values["all/acc"] == pytest.approx(0.5)
+
+    results = {(row["task"], row["metric"]): row for row in table_rows(values["results"])}
+    assert set(results) == {(ANATOMY, "acc"), (PLAIN, "acc"), ("all", "acc")}
+    assert results[(ANATOMY, "acc")]["value"] == pytest.approx(0.5)
+    assert results[(ANATOMY, "acc")]["stderr"] == pytest.approx(0.5)
+
+    anatomy = table_rows(values[f"details/{ANATOMY}"])
+    assert [row["metric.acc"] for row in anatomy] == [1.0, 0.0]
+    assert anatomy[0]["doc.query"] == f"{ANATOMY} question 0"
+    assert anatomy[0]["doc.choices"] == '["a","b"]'
+    assert anatomy[0]["doc.gold_index"] == 0
+    assert anatomy[0]["model_response.text"] == '["a"]'
+    assert len(table_rows(values[f"details/{PLAIN}"])) == 3
+
+    assert config["config_general"]["model_name"] == "org/tiny-model"
+    assert config["config_general"]["end_time"] is not None  # the final config, not the one at start
+    assert set(config["config_tasks"]) == set(tracker.results["config_tasks"])
+
+
+def test_step_and_run_name_from_nanotron_run_info(tmp_path: Path) -> None:
+    project = new_project()
+    tracker = EvaluationTracker(
+        tmp_path,
+        sinks=["trackio"],
+        nanotron_run_info=SimpleNamespace(run="exp", step=3000),
+        sink_config={"trackio": {"project": project, "step": 7}},
+    )
+    log_evaluation(tracker, {PLAIN: [0.5]})
+    assert tracker.save().ok
+
+    run, logs, _ = read_run(project)
+    assert run == "exp"
+    assert {entry["step"] for entry in logs} == {3000}
+
+
+def test_options_step_run_name_and_project_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = new_project()
+    monkeypatch.setenv("EVALSINK_TRACKIO__PROJECT", project)
+    monkeypatch.setenv("EVALSINK_TRACKIO__RUN_NAME", "from-env")
+    tracker = EvaluationTracker(tmp_path, sinks=["trackio"], sink_config={"trackio": {"step": 7}})
+    log_evaluation(tracker, {PLAIN: [0.5]})
+    assert tracker.save().ok
+
+    run, logs, _ = read_run(project)
+    assert run == "from-env"
+    assert {entry["step"] for entry in logs} == {7}
+    assert merged(logs)[f"{PLAIN}/acc"] == pytest.approx(0.5)
+
+
+def test_details_are_capped_and_long_text_truncated(tmp_path: Path) -> None:
+    project = new_project()
+    tracker = EvaluationTracker(
+        tmp_path, sinks=["trackio"], sink_config={"trackio": {"project": project, "max_rows": 2}}
+    )
+    for index in range(5):
+        doc = {"query": "x" * 5000 if index == 0 else "short", "nested": {"a": [1, 2]}}
+        tracker.details_logger.log(PLAIN, doc, {"text": ["y"]}, {"acc": 1.0})
+        tracker.metrics_logger.log(PLAIN, {"acc": 1.0})
+    assert tracker.save().ok
+
+    _, logs, _ = read_run(project)
+    rows = table_rows(merged(logs)[f"details/{PLAIN}"])
+    assert len(rows) == 2
+    assert rows[0]["doc.query"] == "x" * 1000 + "… [4000 more chars]"
+    assert rows[1]["doc.query"] == "short"
+    assert rows[0]["doc.nested"] == '{"a":[1,2]}'
+
+
+def test_max_rows_zero_or_save_details_false_logs_no_details(tmp_path: Path) -> None:
+    for options, kwargs in (({"max_rows": 0}, {}), ({}, {"save_details": False})):
+        project = new_project()
+        tracker = EvaluationTracker(
+            tmp_path / project,
+            sinks=["trackio"],
+            sink_config={"trackio": {"project": project, **options}},
+            **kwargs,
+        )
+        log_evaluation(tracker)
+        assert tracker.save().ok
+        _, logs, _ = read_run(project)
+        values = merged(logs)
+        assert f"{PLAIN}/acc" in values
+        assert not [key for key in values if key.startswith("details/")]
+
+
+def test_null_values_are_not_logged_but_kept_in_the_table(tmp_path: Path) -> None:
+    project = new_project()
+    with EvaluationTracker(
+        tmp_path, sinks=["trackio"], sink_config={"trackio": {"project": project}}
+    ) as tracker:
+        tracker.metrics_logger.log(PLAIN, {"acc": 1.0, "f1": math.nan})
+        report = tracker.save()
+    assert report.ok, str(report)
+
+    _, logs, _ = read_run(project)
+    values = merged(logs)
+    assert values[f"{PLAIN}/acc"] == 1.0
+    assert f"{PLAIN}/f1" not in values
+    rows = {row["metric"]: row for row in table_rows(values["results"]) if row["task"] == PLAIN}
+    assert rows["f1"]["value"] is None
