@@ -1,8 +1,7 @@
-"""Shared fixtures of the core tests: a clean environment, the recorder's call log, a tracker factory."""
+"""Shared fixtures of the core tests: the recorder's call log and a tracker factory."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,14 +11,6 @@ import pytest
 from core_helpers import Calls, log_samples
 
 from evalsink import EvaluationTracker
-
-
-@pytest.fixture(autouse=True)
-def _clean_evalsink_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No EVALSINK_* variable of the developer's shell may change what a test sees."""
-    for key in list(os.environ):
-        if key.startswith("EVALSINK_"):
-            monkeypatch.delenv(key)
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Fixtures of the TensorBoard-sink tests: a clean environment."""
+"""Fixtures every test folder shares."""
 
 from __future__ import annotations
 
