@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sink_samples import log_accuracy_samples
+
 from evalsink import EvaluationTracker
 
 ANATOMY = "lighteval|mmlu:anatomy|5"
@@ -21,13 +23,7 @@ SAMPLES = {ANATOMY: [1.0, 0.0], ASTRONOMY: [1.0, 1.0], PLAIN: [0.25, 0.75, 0.5]}
 
 def log_evaluation(tracker: EvaluationTracker, samples: dict[str, list[float]] | None = None) -> None:
     """Two suite subtasks and a plain task, each sample logged as details and as metrics."""
-    tracker.general_config_logger.log_model_info(model_name="org/tiny-model")
-    for task, values in (samples or SAMPLES).items():
-        for index, value in enumerate(values):
-            doc = {"query": f"{task} question {index}", "choices": ["a", "b"], "gold_index": 0}
-            response = {"input": f"{task} question {index}", "text": ["a"]}
-            tracker.details_logger.log(task, doc, response, {"acc": value})
-            tracker.metrics_logger.log(task, {"acc": value})
+    log_accuracy_samples(tracker, samples or SAMPLES)
 
 
 def read_events(run_dir: Path) -> Any:
