@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         VersionsLogger,
     )
     from evalsink.models import DetailRecord, EvaluationResults
+    from evalsink.ranks import ProcessRank, current_rank
     from evalsink.report import SaveReport, SinkOutcome
     from evalsink.run import DetailsBatch, Run, RunStatus, TrackerSettings
     from evalsink.sink import Sink, SinkConfig
@@ -40,6 +41,8 @@ _EXPORTS = {
     "SinkConfig": "evalsink.sink",
     "EvaluationResults": "evalsink.models",
     "DetailRecord": "evalsink.models",
+    "ProcessRank": "evalsink.ranks",
+    "current_rank": "evalsink.ranks",
     "SaveReport": "evalsink.report",
     "SinkOutcome": "evalsink.report",
     "Run": "evalsink.run",
@@ -71,6 +74,7 @@ __all__ = [
     "EvaluationTracker",
     "GeneralConfigLogger",
     "MetricsLogger",
+    "ProcessRank",
     "Run",
     "RunStatus",
     "SaveReport",
@@ -84,6 +88,7 @@ __all__ = [
     "TaskConfigLogger",
     "TrackerSettings",
     "VersionsLogger",
+    "current_rank",
     "hookimpl",
 ]
 
