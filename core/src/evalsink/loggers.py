@@ -376,6 +376,9 @@ def _is_mean(aggregation: Callable[..., Any]) -> bool:
 
 
 def _mean(values: list[float]) -> float:
+    """Exact mean; NaN (never an exception) when the values hold NaN or both infinities."""
+    if not all(math.isfinite(value) for value in values):
+        return sum(values) / len(values)  # inf, -inf or nan, as plain float arithmetic says
     try:
         return math.fsum(values) / len(values)
     except OverflowError:  # the sum overflows though the mean may not (values near 1e308)

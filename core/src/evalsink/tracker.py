@@ -44,7 +44,7 @@ from evalsink.loggers import (
 )
 from evalsink.manager import SinkManager
 from evalsink.paths import new_date_id
-from evalsink.report import SaveReport
+from evalsink.report import SaveReport, SinkOutcome
 from evalsink.run import DetailsBatch, Run, RunStatus, TrackerSettings
 from evalsink.spool import DetailSpool
 from evalsink.storage import OutputDir
@@ -378,6 +378,22 @@ class EvaluationTracker:
     def report(self) -> SaveReport | None:
         """The report of the last ``save()``."""
         return self._report
+
+    @property
+    def sink_outcomes(self) -> Mapping[str, SinkOutcome]:
+        """How each sink fared so far, also for a run that failed or was never saved.
+
+        ``report`` exists only after ``save()``; a sink that failed while a failed run was being
+        finished is visible here.
+        """
+        return dict(self._manager.outcomes)
+
+    def sink(self, name: str) -> Any:
+        """The instance of an enabled sink (e.g. to reach the backend run it opened)."""
+        try:
+            return self._manager.sinks[name]
+        except KeyError:
+            raise KeyError(f"sink {name!r} is not enabled (enabled: {', '.join(self.sink_names)})") from None
 
     def generate_final_dict(self) -> dict[str, Any]:
         """The results dict with '|' shown as ':' in task names, as lighteval's."""

@@ -1,0 +1,27 @@
+"""The Trackio sink against evalsink's conformance kit, read back from trackio's SQLite store."""
+
+from __future__ import annotations
+
+import pytest
+from trackio_helpers import merged, new_project, read_run, table_rows
+
+from evalsink.testing import SavedRun, SinkConformance
+
+
+class TestTrackioConformance(SinkConformance):
+    @pytest.fixture
+    def sink_name(self) -> str:
+        return "trackio"
+
+    @pytest.fixture
+    def sink_config(self) -> dict[str, object]:
+        return {"project": new_project()}
+
+    def check_saved(self, saved: SavedRun) -> None:
+        project = saved.tracker.sink("trackio").project
+        _, logs, _ = read_run(project)
+        values = merged(logs)
+        for task in saved.evaluation.tasks:
+            key = f"details/{task.replace('/', '_')}"
+            assert len(table_rows(values[key])) == saved.evaluation.count(task)
+            assert f"{task}/acc" in values or task == "custom|non_finite|0"
