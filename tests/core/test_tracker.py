@@ -94,14 +94,15 @@ def test_the_default_is_the_local_sink(tmp_path: Path) -> None:
     ("flag", "sink"), [("push_to_hub", "hub"), ("use_wandb", "wandb"), ("push_to_tensorboard", "tensorboard")]
 )
 def test_lighteval_flags_add_their_sink_and_fail_early_when_missing(
-    tmp_path: Path, flag: str, sink: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: str, sink: str
 ) -> None:
-    from evalsink.discovery import installed_sinks
+    # the sink's own test env installs it and tests the flag; here it is hidden whatever is installed
+    from evalsink.discovery import Installed, discover
 
-    if sink in installed_sinks():  # the sink's distribution is in this environment: it is enabled
-        tracker = EvaluationTracker(tmp_path, sinks=["recorder"], **{flag: True})
-        assert tracker.sink_names == ["recorder", sink]
-        return
+    real = discover()
+    hidden = Installed({name: entry for name, entry in real.sinks.items() if name != sink}, real.conflicts)
+    monkeypatch.setattr("evalsink.tracker.discover", lambda: hidden)
+    assert EvaluationTracker(tmp_path, sinks=["recorder"], **{flag: False}).sink_names == ["recorder"]
     with pytest.raises(SinkNotInstalledError) as info:
         EvaluationTracker(tmp_path, sinks=["recorder"], **{flag: True})
     assert f'pip install "evalsink[{sink}]"' in str(info.value)

@@ -106,6 +106,18 @@ class GeneralConfigLogger:
         if name is not None:
             self.model_name = str(name)
 
+    def restore(self, config_general: Mapping[str, Any]) -> None:
+        """Take back what an earlier process of the same run logged (its run manifest)."""
+        for name in ("lighteval_sha", "num_fewshot_seeds", "max_samples", "job_id", "start_time"):
+            if name in config_general:
+                setattr(self, name, config_general[name])
+        if config_general.get("model_name") is not None:
+            self.model_name = str(config_general["model_name"])
+        if config_general.get("model_config") is not None:
+            self.model_config = config_general["model_config"]  # already redacted when it was saved
+        if config_general.get("generation_parameters") is not None:
+            self.generation_parameters = config_general["generation_parameters"]
+
     def log_end_time(self) -> None:
         self.end_time = time.time()
         self.total_evaluation_time_secondes = str(self.end_time - self.start_time)
@@ -295,6 +307,10 @@ class DetailsLogger:
         batch = self.spool.append(task_name, line)
         if batch is not None and self.on_batch is not None:
             self.on_batch(batch)
+
+    def replay(self, task_name: str, record: Mapping[str, Any]) -> None:
+        """Count a record already in the spool (a resumed run) in the hashes, without re-spooling it."""
+        self._hash(task_name, record.get("doc"), record.get("model_response"))
 
     def _hash(self, task_name: str, doc: Any, model_response: Any) -> None:
         hashes = self._hashes.get(task_name)

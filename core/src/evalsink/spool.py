@@ -174,6 +174,33 @@ class DetailSpool:
             yield orjson.loads(line)
 
     # -- recovery --------------------------------------------------------------------------
+    def flushed_batches(self, size: int) -> Iterator[DetailsBatch]:
+        """What is on disk, in file order, as batches of ``size`` records (a resumed run's replay).
+
+        Lines :meth:`reopen` skipped as unreadable are skipped here too.
+        """
+        tasks: list[str] = []
+        lines: list[bytes] = []
+        first = 0
+        with open(self.path, "rb") as handle:
+            remaining = self._written
+            for line in handle:
+                if remaining <= 0:
+                    break
+                remaining -= len(line)
+                body = line.rstrip(b"\n")
+                task = _task_of(body)
+                if task is None:
+                    continue
+                tasks.append(task)
+                lines.append(body)
+                if len(lines) >= size:
+                    yield DetailsBatch(tasks, lines, first_index=first)
+                    first += len(lines)
+                    tasks, lines = [], []
+        if lines:
+            yield DetailsBatch(tasks, lines, first_index=first)
+
     @classmethod
     def reopen(cls, path: Path, **kwargs: Any) -> DetailSpool:
         """Rebuild the index of an existing spool (after a crash).
@@ -188,11 +215,8 @@ class DetailSpool:
                 if not line.endswith(b"\n"):
                     break
                 body = line[:-1]
-                try:
-                    task = orjson.loads(body)["task_name"]
-                    if not isinstance(task, str):
-                        raise TypeError(task)
-                except (orjson.JSONDecodeError, KeyError, TypeError):
+                task = _task_of(body)
+                if task is None:
                     spool.corrupt_lines += 1
                     offset += len(line)
                     continue
@@ -208,3 +232,13 @@ class DetailSpool:
             with open(path, "r+b") as handle:  # cut the torn tail so new appends stay line-aligned
                 handle.truncate(offset)
         return spool
+
+
+def _task_of(line: bytes) -> str | None:
+    """The task name of a spool line, or None for a line that is not a readable record."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    task = record.get("task_name") if isinstance(record, dict) else None
+    return task if isinstance(task, str) else None

@@ -43,6 +43,7 @@ from evalsink.loggers import (
     VersionsLogger,
 )
 from evalsink.manager import SinkManager
+from evalsink.manifest import RunManifest, RunState, manifest_path, read_manifest, write_manifest
 from evalsink.paths import new_date_id
 from evalsink.report import SaveReport, SinkOutcome
 from evalsink.run import DetailsBatch, Run, RunStatus, TrackerSettings
@@ -82,6 +83,16 @@ def select_sinks(
 
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def _settings_snapshot(settings: TrackerSettings) -> dict[str, Any]:
+    """The tracker arguments a recovery needs, JSON-ready (nanotron_run_info as its run and step)."""
+    values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    info = values.pop("nanotron_run_info", None)
+    if info is not None:
+        values["nanotron_run_info"] = {"run": getattr(info, "run", None), "step": getattr(info, "step", None)}
+    data: dict[str, Any] = jsonsafe.to_jsonable(values)
+    return data
 
 
 def _check_run_id(run_id: str) -> str:
@@ -147,6 +158,7 @@ class EvaluationTracker:
         run_id: str | None = None,
         flush_every: int = 1000,
         flush_seconds: float = 10.0,
+        resume: bool = False,
     ) -> None:
         self.settings = TrackerSettings(
             output_dir=os.fspath(output_dir),
@@ -167,7 +179,10 @@ class EvaluationTracker:
         self.output = OutputDir(self.settings.output_dir)
         self._manager = self._build_sinks(self.sink_names, sink_config or {})
 
-        spool = DetailSpool(self._spool_path(), flush_every=flush_every, flush_seconds=flush_seconds)
+        if resume:
+            spool = self._reopen_spool(flush_every=flush_every, flush_seconds=flush_seconds)
+        else:
+            spool = DetailSpool(self._spool_path(), flush_every=flush_every, flush_seconds=flush_seconds)
         self.general_config_logger = GeneralConfigLogger()
         self.details_logger = DetailsLogger(spool, on_batch=self._deliver)
         self.metrics_logger = _MetricsLogger()
@@ -185,6 +200,18 @@ class EvaluationTracker:
         self._in_context = False
         self._closed = False
         self._report: SaveReport | None = None
+        self.recovery: dict[str, Any] | None = None
+        """Set for a run rebuilt from a crashed run's spool; saved in the results (``evalsink_recovery``)."""
+        self._manifest = RunManifest(
+            run_id=self.run_id,
+            spool=spool.path.name,
+            settings=_settings_snapshot(self.settings),
+            sinks=list(self.sink_names),
+        )
+        self._manifest_bytes = b""
+        self._replay: list[DetailsBatch] = []
+        if resume:
+            self._restore(spool)
 
     # -- construction ---------------------------------------------------------------------
     def _build_sinks(self, names: list[str], sink_config: Mapping[str, Any]) -> SinkManager:
@@ -217,13 +244,77 @@ class EvaluationTracker:
             manager.register(entry.name, sink, required=bool(getattr(config, "required", False)))
         return manager
 
-    def _spool_path(self) -> Path:
+    def _run_folder(self) -> Path:
         if self.output.is_local:
-            root = Path(self.output.root) / ".evalsink" / "runs"
-        else:
-            root = Path(os.environ.get("EVALSINK_SPOOL_DIR") or tempfile.gettempdir()) / "evalsink-runs"
+            return Path(self.output.root) / ".evalsink" / "runs" / self.run_id
+        spools = Path(os.environ.get("EVALSINK_SPOOL_DIR") or tempfile.gettempdir()) / "evalsink-runs"
+        return spools / self.run_id
+
+    def _reopen_spool(self, **options: Any) -> DetailSpool:
+        """The spool of the run being resumed; the run must be one spool, not in use by a live process."""
+        folder = self._run_folder()
+        spools = sorted(folder.glob("details-*.jsonl"))
+        if not spools:
+            raise EvalsinkError(f"no run {self.run_id!r} to resume: no details spool in {folder}")
+        if len(spools) > 1:
+            names = ", ".join(path.name for path in spools)
+            raise EvalsinkError(
+                f"run {self.run_id!r} has {len(spools)} spools in {folder} ({names}), written by several "
+                "trackers; resuming one of them is not supported"
+            )
+        manifest = read_manifest(manifest_path(spools[0]))
+        if (
+            manifest is not None
+            and manifest.state is RunState.RUNNING
+            and manifest.pid != os.getpid()
+            and manifest.process_alive()
+        ):
+            raise EvalsinkError(
+                f"run {self.run_id!r} is still being written by process {manifest.pid} on {manifest.host}"
+            )
+        return DetailSpool.reopen(spools[0], **options)
+
+    def _restore(self, spool: DetailSpool) -> None:
+        """Rebuild the loggers from the spool and manifest of a run that did not finish.
+
+        Every record becomes a sample of the details logger (hashes) and of the metrics logger (its
+        ``metric`` values, which lighteval passes to both), and is handed to the sinks again as
+        batches once the run starts: the sinks of the crashed process are gone with it.
+        """
+        manifest = read_manifest(manifest_path(spool.path))
+        if manifest is not None:
+            self.general_config_logger.restore(manifest.config_general)
+            self.versions_logger.versions.update(manifest.versions)
+            self.task_config_logger.tasks_configs.update(manifest.config_tasks)
+        for batch in spool.flushed_batches(spool.flush_every):
+            for task, record in zip(batch.task_names, batch.records(), strict=True):
+                self.details_logger.replay(task, record)
+                self.metrics_logger.log(task, record.get("metric") or {})
+            self._replay.append(batch)
+        self.recovery = {
+            "resumed_run_id": self.run_id,
+            "samples_recovered": len(spool),
+            "corrupt_lines_skipped": spool.corrupt_lines,
+            "manifest_found": manifest is not None,
+        }
+
+    def _write_manifest(self, state: RunState | None = None) -> None:
+        """Rewrite the run's manifest when what it records changed (atomic; see evalsink.manifest)."""
+        manifest = self._manifest
+        if state is not None:
+            manifest.state = state
+        manifest.config_general = self.general_config_logger.to_dict()
+        manifest.versions = jsonsafe.to_jsonable(self.versions_logger.versions)
+        manifest.config_tasks = self.task_config_logger.to_dict()
+        manifest.date_id = self.run.date_id
+        snapshot = dataclasses.replace(manifest, updated_at=0.0).to_json()
+        if snapshot != self._manifest_bytes:
+            write_manifest(manifest_path(self.details_logger.spool.path), manifest)
+            self._manifest_bytes = snapshot
+
+    def _spool_path(self) -> Path:
         # one spool file per tracker: trackers sharing a run id (ranks, re-runs) never collide
-        return root / self.run_id / f"details-{uuid.uuid4().hex[:8]}.jsonl"
+        return self._run_folder() / f"details-{uuid.uuid4().hex[:8]}.jsonl"
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -234,9 +325,13 @@ class EvaluationTracker:
             self._started = True
             _OPEN.add(self)
             self._manager.run_started(self.run)
+            replay, self._replay = self._replay, []
+            for batch in replay:  # a resumed run: what the crashed process had flushed
+                self._manager.details_batch(self.run, batch)
 
     def _deliver(self, batch: DetailsBatch) -> None:
         self.start()
+        self._write_manifest()  # the batch is on disk: make it recoverable before sinks see it
         self._manager.details_batch(self.run, batch)
 
     def save(self) -> SaveReport:
@@ -291,6 +386,7 @@ class EvaluationTracker:
         failed = error is not None or self._required_failed()
         self._finish(RunStatus.FAILED if failed else RunStatus.OK, error)
         if not failed and self._report is not None and self._report.ok:
+            manifest_path(self.details_logger.spool.path).unlink(missing_ok=True)
             self.details_logger.spool.remove()
             if self.output.is_local:  # and evalsink's own folders, when nothing else is left in them
                 for folder in (
@@ -301,6 +397,8 @@ class EvaluationTracker:
                         folder.rmdir()
         else:
             self.details_logger.spool.close()
+            if self.details_logger.spool.path.exists():
+                self._write_manifest(RunState.SAVED if self._report is not None else RunState.FAILED)
         self._closed = True
         _OPEN.discard(self)
 
@@ -327,6 +425,7 @@ class EvaluationTracker:
             "config_tasks": self.task_config_logger.to_dict(),
             "summary_tasks": {name: dataclasses.asdict(d) for name, d in details.compiled_details.items()},
             "summary_general": dataclasses.asdict(details.compiled_details_over_all_tasks),
+            **({"evalsink_recovery": self.recovery} if self.recovery is not None else {}),
         }
 
     def _results_model(self) -> EvaluationResults:

@@ -1,0 +1,102 @@
+"""The small JSON file beside each details spool that makes a crashed run recoverable.
+
+The spool holds every flushed sample, but not what the results file needs besides them: the model
+name and config, task versions and configs, where the results go. The tracker rewrites this
+manifest atomically whenever that changes (at most once per flushed batch), so after a SIGKILL the
+spool and its manifest together rebuild the run (:mod:`evalsink.recovery`).
+
+One manifest per spool file (``details-<id>.jsonl`` → ``details-<id>.meta.json``): trackers that
+share a run id (ranks, a resumed run) never overwrite each other's. Sink configs are never stored:
+they may hold credentials, and a recovery names its own sinks.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+FORMAT = 1
+
+
+class RunState(str, enum.Enum):
+    RUNNING = "running"
+    """Started, not saved: a crash or kill in this state leaves a run to recover."""
+    FAILED = "failed"
+    """The evaluation raised, or the process exited without saving; the spool is kept."""
+    SAVED = "saved"
+    """Results were written; the spool is kept only because a sink failed (re-push from disk)."""
+
+
+def manifest_path(spool_path: Path) -> Path:
+    return spool_path.with_name(spool_path.name.removesuffix(".jsonl") + ".meta.json")
+
+
+@dataclass
+class RunManifest:
+    run_id: str
+    spool: str
+    """File name of the spool this manifest describes (same folder)."""
+    state: RunState = RunState.RUNNING
+    pid: int = field(default_factory=os.getpid)
+    host: str = field(default_factory=socket.gethostname)
+    updated_at: float = field(default_factory=time.time)
+    settings: dict[str, Any] = field(default_factory=dict)
+    sinks: list[str] = field(default_factory=list)
+    config_general: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    config_tasks: dict[str, Any] = field(default_factory=dict)
+    date_id: str | None = None
+    format: int = FORMAT
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["state"] = self.state.value
+        return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> RunManifest:
+        values = orjson.loads(data)
+        if not isinstance(values, dict) or values.get("format") != FORMAT:
+            raise ValueError(f"not an evalsink run manifest of format {FORMAT}")
+        known = {name: values[name] for name in cls.__dataclass_fields__ if name in values}
+        known["state"] = RunState(known.get("state", RunState.RUNNING))
+        return cls(**known)
+
+    def process_alive(self) -> bool:
+        """Whether the process that wrote this manifest still runs (on this host; else unknown → True)."""
+        if self.host != socket.gethostname():
+            return True
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # alive, owned by someone else
+            return True
+        return True
+
+
+def write_manifest(path: Path, manifest: RunManifest) -> None:
+    """Replace the manifest atomically (write, fsync, rename): a reader sees the old or the new one."""
+    manifest.updated_at = time.time()
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(temporary, "wb") as handle:
+        handle.write(manifest.to_json())
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def read_manifest(path: Path) -> RunManifest | None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return RunManifest.from_json(data)

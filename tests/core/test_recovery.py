@@ -1,0 +1,235 @@
+"""Crash recovery: a run killed with SIGKILL is rebuilt from its spool and manifest, marked partial.
+
+Children are real interpreters killed with SIGKILL; the parent recovers with the same public
+functions ``evalsink recover`` uses, and reads the saved files back with pyarrow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from evalsink_recorder import CALLS
+
+from evalsink import EvaluationTracker
+from evalsink.errors import EvalsinkError
+from evalsink.manifest import RunState, manifest_path, read_manifest
+from evalsink.recovery import find_runs, recover_all, recover_run
+
+TASK = "lighteval|crash:test|0"
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from evalsink import EvaluationTracker
+
+    output, run_id, then = sys.argv[1], sys.argv[2], sys.argv[5]
+    count, flush_every = int(sys.argv[3]), int(sys.argv[4])
+    tracker = EvaluationTracker(output, sinks=["local"], run_id=run_id, flush_every=flush_every)
+    tracker.general_config_logger.log_model_info({"model_name": "org/crashy", "api_token": "hf_secret_value"})
+    tracker.versions_logger.log("TASK", 3)
+    for i in range(count):
+        doc = {"query": f"q{i}", "choices": ["A", "B"], "gold_index": 0}
+        response = {"input": f"prompt {i}", "text": ["A"]}
+        tracker.details_logger.log("TASK", doc, response, {"acc": float(i % 2), "index": i})
+        tracker.metrics_logger.log("TASK", {"acc": float(i % 2), "index": i})
+        if (i + 1) % flush_every == 0:
+            print(i + 1, flush=True)  # log() returned after its flush: these samples are on disk
+    if then == "save":
+        tracker.save()
+        print("saved", flush=True)
+    time.sleep(600)
+    """
+).replace("TASK", TASK)
+
+
+def start_child(tmp_path: Path, run_id: str, count: int, flush_every: int, then: str = "hang") -> Any:
+    script = tmp_path / "child.py"
+    script.write_text(CHILD, encoding="utf-8")
+    return subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "out"), run_id, str(count), str(flush_every), then],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def kill_after(child: Any, lines: int) -> list[str]:
+    """Read ``lines`` lines of the child's output, then SIGKILL it; return what it printed."""
+    seen = [child.stdout.readline().strip() for _ in range(lines)]
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    return seen
+
+
+def details_rows(output: Path) -> list[dict[str, Any]]:
+    [path] = output.glob("details/**/details_*.parquet")
+    return pq.read_table(path).to_pylist()
+
+
+def results_json(output: Path) -> dict[str, Any]:
+    [path] = output.glob("results/**/results_*.json")
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def test_a_killed_run_is_recovered_marked_partial(tmp_path: Path) -> None:
+    child = start_child(tmp_path, "crash1", count=10_000, flush_every=10)
+    printed = kill_after(child, 3)
+    assert printed == ["10", "20", "30"]
+    output = tmp_path / "out"
+    [run] = find_runs(output)
+    assert (run.run_id, run.recoverable) == ("crash1", True)
+
+    report = recover_run(output, "crash1")
+
+    assert report.ok, str(report)
+    rows = details_rows(output)
+    # everything flushed before the kill, in order, each sample once (the child may have flushed more)
+    assert len(rows) >= 30
+    assert len(rows) % 10 == 0
+    assert [row["doc"]["query"] for row in rows] == [f"q{i}" for i in range(len(rows))]
+    results = results_json(output)
+    assert results["evalsink_recovery"]["partial"] is True
+    assert results["evalsink_recovery"]["samples_recovered"] == len(rows)
+    assert results["config_general"]["model_name"] == "org/crashy"
+    assert results["versions"] == {TASK: 3}
+    assert results["results"][TASK]["acc"] == pytest.approx(0.5)
+    assert results["summary_tasks"][TASK]["hashes"]["hash_examples"]
+    assert "hf_secret_value" not in json.dumps(results)
+    assert find_runs(output) == []  # the spool is gone once the recovered run is saved
+
+
+def test_a_resumed_run_continues_and_replays_flushed_samples_to_sinks(tmp_path: Path) -> None:
+    child = start_child(tmp_path, "crash2", count=10_000, flush_every=5)
+    kill_after(child, 2)
+    output = tmp_path / "out"
+    CALLS.clear()
+    tracker = EvaluationTracker(
+        output, sinks=["local", "recorder"], run_id="crash2", resume=True, flush_every=5
+    )
+    recovered = tracker.recovery["samples_recovered"] if tracker.recovery else 0
+    assert recovered >= 10
+    tracker.details_logger.log(
+        "custom|after|0", {"query": "new"}, {"input": "new", "text": ["x"]}, {"acc": 1.0}
+    )
+    tracker.metrics_logger.log("custom|after|0", {"acc": 1.0})
+    report = tracker.save()
+
+    assert report.ok, str(report)
+    batches = [info for label, hook, info in CALLS if hook == "details_batch"]
+    assert sum(batch["size"] for batch in batches) == recovered + 1
+    queries = [query for batch in batches for query in batch["queries"]]
+    assert queries == [f"q{i}" for i in range(recovered)] + ["new"]
+    results = results_json(output)
+    assert sorted(results["results"]) == sorted([TASK, "custom|after|0", "all"])
+    assert results["evalsink_recovery"].get("partial") is None
+
+
+def test_the_manifest_follows_the_run_and_is_removed_with_the_spool(tmp_path: Path) -> None:
+    tracker = EvaluationTracker(tmp_path, sinks=["local"], run_id="m1", flush_every=2)
+    tracker.general_config_logger.log_model_info(model_name="org/m")
+    for i in range(3):
+        tracker.details_logger.log(TASK, {"query": f"q{i}"}, {"input": "p"}, {"acc": 1.0})
+    path = manifest_path(tracker.details_logger.spool.path)
+    manifest = read_manifest(path)
+    assert manifest is not None
+    assert (manifest.run_id, manifest.state, manifest.pid) == ("m1", RunState.RUNNING, os.getpid())
+    assert manifest.config_general["model_name"] == "org/m"
+    tracker.save()
+    assert not path.exists()
+    assert not (tmp_path / ".evalsink").exists()
+
+
+def test_a_failed_run_keeps_spool_and_manifest_for_recovery(tmp_path: Path) -> None:
+    tracker = EvaluationTracker(tmp_path, sinks=["local"], run_id="f1")
+
+    def crashing_evaluation() -> None:
+        with tracker:
+            tracker.details_logger.log(TASK, {"query": "q"}, {"input": "p"}, {"acc": 1.0})
+            raise RuntimeError("evaluation crashed")
+
+    with pytest.raises(RuntimeError):
+        crashing_evaluation()
+    manifest = read_manifest(manifest_path(tracker.details_logger.spool.path))
+    assert manifest is not None
+    assert manifest.state is RunState.FAILED
+    assert recover_all(tmp_path)["f1"].ok
+    assert results_json(tmp_path)["evalsink_recovery"]["partial"] is True
+
+
+def test_a_live_run_is_not_recovered(tmp_path: Path) -> None:
+    child = start_child(tmp_path, "alive", count=20, flush_every=10, then="hang")
+    try:
+        assert child.stdout.readline().strip() == "10"
+        assert child.stdout.readline().strip() == "20"
+        with pytest.raises(EvalsinkError, match="still being written by process"):
+            recover_run(tmp_path / "out", "alive")
+        assert recover_all(tmp_path / "out") == {}
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    assert recover_run(tmp_path / "out", "alive").ok
+
+
+def test_clear_errors_for_missing_or_ambiguous_runs(tmp_path: Path) -> None:
+    with pytest.raises(EvalsinkError, match="no run 'nope' to resume"):
+        EvaluationTracker(tmp_path, sinks=["local"], run_id="nope", resume=True)
+    with pytest.raises(EvalsinkError, match="no run 'nope' to recover"):
+        recover_run(tmp_path, "nope")
+    folder = tmp_path / ".evalsink" / "runs" / "two"
+    folder.mkdir(parents=True)
+    for name in ("details-a.jsonl", "details-b.jsonl"):
+        (folder / name).write_bytes(
+            b'{"task_name": "t|x|0", "doc": {}, "model_response": {}, "metric": {}}\n'
+        )
+    with pytest.raises(EvalsinkError, match="has 2 spools"):
+        EvaluationTracker(tmp_path, sinks=["local"], run_id="two", resume=True)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_never_loses_flushed_samples(tmp_path: Path) -> None:
+    """Kill a child that logs and saves at seeded random moments; check files and recovery each time."""
+    rng = random.Random(20261127)
+    for attempt in range(8):
+        workdir = tmp_path / f"attempt{attempt}"
+        workdir.mkdir()
+        child = start_child(workdir, f"r{attempt}", count=400, flush_every=7, then="save")
+        deadline = time.monotonic() + rng.uniform(0.3, 2.5)
+        printed: list[str] = []
+        while time.monotonic() < deadline:
+            line = child.stdout.readline().strip()
+            if not line:
+                break
+            printed.append(line)
+            if line == "saved":
+                break
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        output = workdir / "out"
+        for path in output.rglob("*"):  # no torn file under a final name
+            if path.suffix == ".parquet":
+                pq.read_metadata(path)
+            elif path.suffix == ".json" and ".evalsink" not in path.parts:
+                json.loads(path.read_text(encoding="utf-8"))
+        flushed = max((int(line) for line in printed if line.isdigit()), default=0)
+        if "saved" in printed:
+            assert len(details_rows(output)) == 400
+            continue
+        if not find_runs(output):
+            continue  # killed before the first flush created the spool
+        # a save cut short may have left results files: recovery writes its own date's files
+        recover_all(output)
+        newest = max(output.glob("details/**/details_*.parquet"), key=lambda p: p.stat().st_mtime)
+        rows = pq.read_table(newest).to_pylist()
+        assert len(rows) >= flushed
+        assert [row["doc"]["query"] for row in rows] == [f"q{i}" for i in range(len(rows))]
