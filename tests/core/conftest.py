@@ -25,8 +25,10 @@ def _every_first_party_extra_released(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _reset_recorder_calls() -> Iterator[None]:
     evalsink_recorder.CALLS.clear()
+    evalsink_recorder.THREADS.clear()
     yield
     evalsink_recorder.CALLS.clear()
+    evalsink_recorder.THREADS.clear()
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ def test_unknown_key_lists_the_valid_options() -> None:
     message = str(info.value)
     assert "'demo'" in message
     assert "'projekt'" in message
-    assert "valid options: batch_rows, mode, project, required" in message
+    assert "valid options: batch_rows, hook_timeout, mode, project, required" in message
 
 
 def test_unknown_env_key_names_the_variable() -> None:
@@ -82,7 +82,7 @@ def test_unknown_env_key_names_the_variable() -> None:
         build_config("demo", DemoConfig, None, environ={"EVALSINK_DEMO__PROJEKT": "typo"})
     message = str(info.value)
     assert "EVALSINK_DEMO__PROJEKT" in message
-    assert "valid options: batch_rows, mode, project, required" in message
+    assert "valid options: batch_rows, hook_timeout, mode, project, required" in message
 
 
 def test_type_errors_are_readable() -> None:

@@ -141,7 +141,7 @@ def test_unknown_sink_option_is_refused_listing_the_valid_ones(tmp_path: Path) -
         EvaluationTracker(tmp_path, sinks=["recorder"], sink_config={"recorder": {"lable": "x"}})
     message = str(info.value)
     assert "'lable'" in message
-    assert "valid options: label, path, required" in message
+    assert "valid options: hook_timeout, label, path, required" in message
 
 
 def test_unknown_sink_option_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,10 @@ not sent further data, but ``run_finished`` still reaches
 it so it can close what it opened. Failures of sinks configured ``required=True`` are raised by
 :meth:`SinkManager.raise_required` once every sink has had its turn.
 
+Each sink's hooks run on a thread of its own (:mod:`evalsink.sink_thread`) with the sink's
+``hook_timeout``: a sink that hangs is marked failed, the run goes on without it, and it receives
+no further hook, not even ``run_finished`` (its thread is still stuck in the earlier call).
+
 pluggy still does what it is good at: validating each sink's hook signatures against the specs
 when it is registered, and refusing misspelt hook names (``check_pending``).
 """
@@ -25,6 +29,7 @@ import pluggy
 from evalsink import hookspecs
 from evalsink.errors import SinkFailedError, SinkLoadError
 from evalsink.report import SinkOutcome
+from evalsink.sink_thread import HookTimeoutError, SinkThread
 
 if TYPE_CHECKING:
     from evalsink.models import EvaluationResults
@@ -41,8 +46,10 @@ class SinkManager:
         self._pm.add_hookspecs(hookspecs)
         self.sinks: dict[str, Any] = {}
         self.outcomes: dict[str, SinkOutcome] = {}
+        self._timeouts: dict[str, float | None] = {}
+        self._threads: dict[str, SinkThread] = {}
 
-    def register(self, name: str, sink: Any, *, required: bool) -> None:
+    def register(self, name: str, sink: Any, *, required: bool, timeout: float | None = None) -> None:
         try:
             self._pm.register(sink, name=name)
             self._pm.check_pending()
@@ -56,6 +63,9 @@ class SinkManager:
             raise SinkLoadError(f"sink {name!r} does not follow the hook contract: {exc}") from exc
         self.sinks[name] = sink
         self.outcomes[name] = SinkOutcome(name=name, required=required)
+        self._timeouts[name] = timeout
+        if timeout is not None:
+            self._threads[name] = SinkThread(name)
 
     def order(self) -> list[str]:
         """Local sinks first, then remote ones, each group in the order they were enabled."""
@@ -68,10 +78,19 @@ class SinkManager:
             outcome = self.outcomes[name]
             if impl is None or (skip_failed and not outcome.ok):
                 continue
+            if outcome.timed_out:
+                logger.warning("sink %r gets no %s: it is still stuck in an earlier hook", name, hook)
+                continue
             started = time.perf_counter()
+            arguments = {arg: kwargs[arg] for arg in impl.argnames}
             try:
-                result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+                thread = self._threads.get(name)
+                if thread is None:
+                    result = impl.function(**arguments)
+                else:
+                    result = thread.call(impl.function, arguments, self._timeouts[name] or 0.0)
             except Exception as exc:
+                outcome.timed_out = isinstance(exc, HookTimeoutError)
                 outcome.outputs.extend(str(item) for item in getattr(exc, "outputs", ()) or ())
                 outcome.errors.append(f"{hook}: {type(exc).__name__}: {exc}")
                 outcome.failed_hooks.append(hook)
@@ -97,7 +116,11 @@ class SinkManager:
         self._call("evalsink_results_saved", run=run, results=results)
 
     def run_finished(self, run: Run, status: RunStatus, error: BaseException | None) -> None:
-        self._call("evalsink_run_finished", skip_failed=False, run=run, status=status, error=error)
+        try:
+            self._call("evalsink_run_finished", skip_failed=False, run=run, status=status, error=error)
+        finally:
+            for thread in self._threads.values():
+                thread.stop()
 
     def raise_required(self) -> None:
         """Raise for the first failed sink configured ``required=True`` (after all sinks ran)."""

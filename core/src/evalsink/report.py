@@ -15,6 +15,8 @@ class SinkOutcome:
     errors: list[str] = field(default_factory=list)
     failed_hooks: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    timed_out: bool = False
+    """A hook exceeded the sink's ``hook_timeout``; the sink got no further hook."""
     exception: BaseException | None = field(default=None, repr=False)
 
     @property

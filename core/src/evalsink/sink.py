@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from evalsink.run import TrackerSettings
@@ -22,6 +22,9 @@ class SinkConfig(BaseModel):
 
     required: bool = False
     """When True, a failure of this sink fails ``save()`` (after every other sink has run)."""
+    hook_timeout: float | None = Field(default=1800.0, gt=0)
+    """Seconds one hook call may take; past it the sink is marked failed (hung) and the run goes on
+    without it. None waits forever and calls the sink on the evaluation's own thread."""
 
 
 class Sink:

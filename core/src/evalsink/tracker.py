@@ -241,7 +241,12 @@ class EvaluationTracker:
                 raise SinkConfigError(
                     f"sink {entry.name!r} could not start: {type(exc).__name__}: {exc}"
                 ) from exc
-            manager.register(entry.name, sink, required=bool(getattr(config, "required", False)))
+            manager.register(
+                entry.name,
+                sink,
+                required=bool(getattr(config, "required", False)),
+                timeout=getattr(config, "hook_timeout", None),
+            )
         return manager
 
     def _run_folder(self) -> Path:

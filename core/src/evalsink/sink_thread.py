@@ -1,0 +1,76 @@
+"""One daemon thread per sink, so a hook that hangs can be abandoned instead of hanging the run.
+
+A Python thread cannot be killed, so a sink whose hook exceeds its ``hook_timeout`` is marked
+failed and left running in the background; the evaluation's own thread goes on with the other
+sinks. The thread is a daemon (a hung sink never blocks interpreter exit, which a
+``ThreadPoolExecutor`` worker would), and each sink keeps one thread for all its hooks, so
+libraries that tie state to a thread (SQLite connections, some clients) see a single caller.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+
+class HookTimeoutError(TimeoutError):
+    """A sink's hook did not return within the sink's ``hook_timeout``."""
+
+
+class _Call:
+    __slots__ = ("done", "error", "function", "kwargs", "result")
+
+    def __init__(self, function: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+        self.function = function
+        self.kwargs = kwargs
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class SinkThread:
+    """Runs one sink's hook calls in order on its own daemon thread."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def call(self, function: Callable[..., Any], kwargs: dict[str, Any], timeout: float) -> Any:
+        """Run ``function(**kwargs)`` on the sink's thread; raise what it raised, or HookTimeoutError."""
+        if self._thread is None:
+            thread = threading.Thread(target=self._serve, name=f"evalsink-sink-{self.name}", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # no new threads at interpreter shutdown (atexit): call inline
+                return function(**kwargs)
+            self._thread = thread
+        call = _Call(function, kwargs)
+        self._calls.put(call)
+        if not call.done.wait(timeout):
+            raise HookTimeoutError(
+                f"no answer after {timeout:g}s (hook_timeout); the call is left running in the background"
+            )
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def stop(self) -> None:
+        """Let the thread end once its queued calls are done (never waits for it)."""
+        if self._thread is not None:
+            self._calls.put(None)
+            self._thread = None
+
+    def _serve(self) -> None:
+        while True:
+            call = self._calls.get()
+            if call is None:
+                return
+            try:
+                call.result = call.function(**call.kwargs)
+            except BaseException as exc:  # handed to the caller, which records it against the sink
+                call.error = exc
+            finally:
+                call.done.set()

@@ -1,0 +1,121 @@
+"""A sink that hangs or raises at any point of the run costs the other sinks nothing.
+
+Hangs are real sleeps in the test sink ``flaky`` (``hang_seconds``), cut short by its
+``hook_timeout``; the run must go on within about that timeout, and the local results must be
+complete.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import evalsink_recorder
+import pytest
+from core_helpers import Calls
+
+from evalsink import EvaluationTracker
+
+HOOKS = ["run_started", "details_batch", "results_saved"]
+
+
+def hang(hook: str, seconds: float = 5.0, timeout: float = 0.3) -> dict[str, object]:
+    return {"fail_in": hook, "hang_seconds": seconds, "hook_timeout": timeout}
+
+
+def local_files(output: Path) -> list[Path]:
+    return sorted(p for p in output.rglob("*") if p.is_file() and ".evalsink" not in p.parts)
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_a_hung_sink_is_abandoned_and_the_others_finish(
+    make_tracker: Callable[..., EvaluationTracker],
+    log: Callable[..., None],
+    calls: Calls,
+    tmp_path: Path,
+    hook: str,
+) -> None:
+    tracker = make_tracker(
+        sinks=["local", "recorder", "flaky"], sink_config={"flaky": hang(hook)}, flush_every=5
+    )
+    started = time.monotonic()
+    log(tracker, "custom|t|0", 12)
+    report = tracker.save()
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 3.0  # one timeout of 0.3 s, not the 5 s hang
+    flaky = report["flaky"]
+    assert flaky.timed_out
+    assert flaky.failed_hooks == [f"evalsink_{hook}"]
+    assert "no answer after 0.3s (hook_timeout)" in flaky.errors[0]
+    assert report["local"].ok
+    assert report["recorder"].ok
+    assert len(local_files(tmp_path / "out")) == 2  # results JSON and the task's details parquet
+    assert calls.queries() == [f"custom|t|0 q{i}" for i in range(12)]
+    # no further hook reaches a sink stuck in an earlier one, not even run_finished
+    assert [h for who, h, _ in evalsink_recorder.CALLS if who == "flaky"][-1] == hook
+
+
+def test_an_exception_in_a_sink_thread_is_reported_with_its_type(
+    make_tracker: Callable[..., EvaluationTracker], log: Callable[..., None]
+) -> None:
+    tracker = make_tracker(sinks=["local", "flaky"], sink_config={"flaky": {"fail_in": "details_batch"}})
+    log(tracker, "custom|t|0", 3)
+    report = tracker.save()
+    assert report["flaky"].errors == ["evalsink_details_batch: RuntimeError: flaky sink failed on purpose"]
+    assert isinstance(report["flaky"].exception, RuntimeError)
+    assert not report["flaky"].timed_out
+    assert report["local"].ok
+
+
+def test_each_sink_keeps_one_thread_of_its_own(
+    make_tracker: Callable[..., EvaluationTracker], log: Callable[..., None]
+) -> None:
+    tracker = make_tracker(sinks=["recorder", "recorder-remote"], flush_every=2)
+    log(tracker, "custom|t|0", 5)
+    tracker.save()
+    threads = {(label, name) for label, _, name in evalsink_recorder.THREADS}
+    assert threads == {("recorder", "evalsink-sink-recorder"), ("recorder", "evalsink-sink-recorder-remote")}
+    # the threads end once the run is finished
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("evalsink-sink-") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, [t.name for t in threading.enumerate()]
+        time.sleep(0.01)
+
+
+def test_without_a_timeout_hooks_run_on_the_evaluation_thread(
+    make_tracker: Callable[..., EvaluationTracker], log: Callable[..., None]
+) -> None:
+    tracker = make_tracker(sink_config={"recorder": {"hook_timeout": None}})
+    log(tracker, "custom|t|0", 2)
+    tracker.save()
+    names = {name for _, _, name in evalsink_recorder.THREADS}
+    assert names == {threading.current_thread().name}
+
+
+def test_a_hung_sink_never_blocks_interpreter_exit(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "from evalsink import EvaluationTracker\n"
+        f"t = EvaluationTracker({str(tmp_path)!r}, sinks=['local', 'flaky'], sink_config={{'flaky': "
+        "{'fail_in': 'results_saved', 'hang_seconds': 600, 'hook_timeout': 0.2}})\n"
+        "t.details_logger.log('custom|t|0', {'query': 'q'}, {'input': 'p'}, {'acc': 1.0})\n"
+        "t.metrics_logger.log('custom|t|0', {'acc': 1.0})\n"
+        "print(t.save().failed)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['flaky']"
+
+
+def test_hook_timeout_is_validated(make_tracker: Callable[..., EvaluationTracker]) -> None:
+    from evalsink.errors import SinkConfigError
+
+    with pytest.raises(SinkConfigError, match="hook_timeout"):
+        make_tracker(sink_config={"recorder": {"hook_timeout": 0}})
