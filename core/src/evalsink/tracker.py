@@ -539,6 +539,58 @@ class EvaluationTracker:
             details_path_template=getattr(getattr(local, "config", None), "details_path_template", None),
         )
 
+    # -- lighteval's Hub methods: the hub sink's distribution (evalsink-hub) does the work ----
+    def push_results_to_hub(self, repo_id: str, path_in_repo: str, private: bool | None = None) -> str | None:
+        """Upload this run's results JSON as ``path_in_repo`` of dataset ``repo_id``, in one commit.
+
+        The repository is created if missing (private unless ``private=False`` or the tracker's
+        ``public``). Returns the commit URL; None on processes other than the main one.
+        """
+        try:
+            from evalsink_hub.tracker_methods import push_results_to_hub
+        except ModuleNotFoundError as error:
+            _hub_missing(error, "push_results_to_hub")
+            raise
+        return push_results_to_hub(self, repo_id, path_in_repo, private, sink=self._manager.sinks.get("hub"))
+
+    def push_details_to_hub(
+        self, repo_id: str, details_folder_path: str | os.PathLike[str], private: bool | None = None
+    ) -> str | None:
+        """Upload a saved details folder (``details/{model}/{date_id}``) to dataset ``repo_id`` as
+        ``{date_id}/details_{task}_{date_id}.parquet``, with a regenerated card, in one commit.
+
+        Returns the commit URL; None on processes other than the main one.
+        """
+        try:
+            from evalsink_hub.tracker_methods import push_details_to_hub
+        except ModuleNotFoundError as error:
+            _hub_missing(error, "push_details_to_hub")
+            raise
+        return push_details_to_hub(
+            self, repo_id, details_folder_path, private, sink=self._manager.sinks.get("hub")
+        )
+
+    def recreate_metadata_card(self, repo_id: str) -> str | None:
+        """Regenerate the README.md (configs, latest results) of details repository ``repo_id``.
+
+        Returns the commit URL; None on processes other than the main one.
+        """
+        try:
+            from evalsink_hub.tracker_methods import recreate_metadata_card
+        except ModuleNotFoundError as error:
+            _hub_missing(error, "recreate_metadata_card")
+            raise
+        return recreate_metadata_card(self, repo_id, sink=self._manager.sinks.get("hub"))
+
+
+def _hub_missing(error: ModuleNotFoundError, method: str) -> None:
+    """Raise SinkNotInstalledError (with the install command) when evalsink-hub is what is missing."""
+    if (error.name or "").split(".")[0] == "evalsink_hub":
+        from evalsink.discovery import install_hint
+        from evalsink.errors import SinkNotInstalledError
+
+        raise SinkNotInstalledError(f"{method} needs the hub sink: {install_hint('hub')}") from error
+
 
 _OPEN: set[EvaluationTracker] = set()
 
