@@ -233,3 +233,43 @@ def test_sigkill_at_random_moments_never_loses_flushed_samples(tmp_path: Path) -
         rows = pq.read_table(newest).to_pylist()
         assert len(rows) >= flushed
         assert [row["doc"]["query"] for row in rows] == [f"q{i}" for i in range(len(rows))]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "evalsink", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_the_recover_command(tmp_path: Path) -> None:
+    child = start_child(tmp_path, "cli1", count=10_000, flush_every=10)
+    kill_after(child, 1)
+    output = tmp_path / "out"
+
+    listed = run_cli("recover", str(output), "--list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [run] = json.loads(listed.stdout)["runs"]
+    assert (run["run_id"], run["state"], run["recoverable"]) == ("cli1", "running", True)
+
+    missing = run_cli("recover", str(output), "--run-id", "nope")
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"evalsink: error: no run 'nope' in {output}/.evalsink/runs"
+
+    done = run_cli("recover", str(output), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)["recovered"]["cli1"]
+    assert report["ok"]
+    assert report["sinks"]["local"]["outputs"]
+    assert results_json(output)["evalsink_recovery"]["partial"] is True
+
+    again = run_cli("recover", str(output))
+    assert (again.returncode, again.stdout.strip()) == (0, "no run to recover")
+
+
+def test_the_recover_command_exits_1_when_a_sink_fails(tmp_path: Path) -> None:
+    child = start_child(tmp_path, "cli2", count=10_000, flush_every=10)
+    kill_after(child, 1)
+    done = run_cli("recover", str(tmp_path / "out"), "--to", "local,flaky")
+    assert done.returncode == 1
+    assert "flaky: failed" in done.stdout
+    assert "local: ok" in done.stdout

@@ -1,21 +1,63 @@
-"""The ``evalsink`` command. Errors a user can cause print one line and exit non-zero."""
+"""The ``evalsink`` command: a thin click group; each subcommand lives in :mod:`evalsink.commands`.
+
+Every error a user can cause prints one line on stderr and exits non-zero: evalsink's own errors
+(a missing path, a file that is not a results file...) and click's usage errors (a missing argument,
+an invalid option value) alike exit with code 2. Importing this module imports click and the command
+modules only, so ``evalsink --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import IO, Any
 
 import click
 
+from evalsink.commands.demo import demo
+from evalsink.commands.diff import diff
+from evalsink.commands.recover import recover
+from evalsink.commands.show import show
+from evalsink.commands.sinks import sinks
+
+# click >= 8.2 shows the help through this error when a group is called without arguments
+_SHOWS_HELP: tuple[type[Exception], ...] = tuple(
+    kind for kind in [getattr(click.exceptions, "NoArgsIsHelpError", None)] if isinstance(kind, type)
+)
+
+
+class _OneLineUsageError(click.UsageError):
+    """click prints a usage error over four lines (usage, hint, blank, error); one is enough."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        message = self.format_message().rstrip(".")
+        click.echo(f"evalsink: error: {message}{hint}", file=file, err=file is None)
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    if isinstance(exc, (_OneLineUsageError, *_SHOWS_HELP)):
+        return exc
+    return _OneLineUsageError(exc.format_message(), exc.ctx)
+
 
 class _Group(click.Group):
-    """Turns evalsink's own errors into one readable line instead of a traceback."""
+    """Turns evalsink's own errors and click's usage errors into one readable line (exit code 2)."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:  # the group's own options
+            raise _one_line(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         from evalsink.errors import EvalsinkError
 
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a subcommand's arguments and options
+            raise _one_line(exc) from None
         except EvalsinkError as exc:
             click.echo(f"evalsink: error: {exc}", err=True)
             sys.exit(2)
@@ -27,45 +69,11 @@ def main() -> None:
     """Track evaluation results and send them to pluggable sinks."""
 
 
-@main.command()
-@click.option("--output-dir", default="./evalsink-demo", show_default=True, help="Where the run's files go.")
-@click.option("--sinks", default=None, help="Comma-separated sinks (default: EVALSINK_SINKS or local).")
-@click.option("--samples", default=100, show_default=True, type=click.IntRange(1), help="Samples per task.")
-@click.option("--seed", default=0, show_default=True, type=int)
-def demo(output_dir: str, sinks: str | None, samples: int, seed: int) -> None:
-    """Run a small synthetic evaluation through the configured sinks."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from evalsink.demo import run_demo
-
-    console = Console()
-    names = [name.strip() for name in sinks.split(",")] if sinks else None
-    report, results = run_demo(output_dir, names, samples_per_task=samples, seed=seed)
-
-    table = Table(title=f"evalsink demo — run {report.run_id}")
-    table.add_column("task")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for task, metrics in results.items():
-        for metric, value in metrics.items():
-            if metric.endswith("_stderr"):
-                continue
-            stderr = metrics.get(f"{metric}_stderr")
-            shown = f"{value:.4f}" + (f" ± {stderr:.4f}" if stderr is not None else "")
-            table.add_row(task, metric, shown)
-    console.print(table)
-    for outcome in report.sinks.values():
-        state = "[green]ok[/green]" if outcome.ok else "[red]failed[/red]"
-        console.print(f"[bold]{outcome.name}[/bold] {state} ({outcome.seconds:.2f}s)")
-        for path in outcome.outputs:
-            console.print(f"  {path}", markup=False, highlight=False, soft_wrap=True)
-        for error in outcome.errors:
-            console.print(f"  {error}", markup=False, style="red")
-    for warning in report.warnings:
-        console.print(f"warning: {warning}", markup=False, style="yellow")
-    if not report.ok:
-        sys.exit(1)
+main.add_command(demo)
+main.add_command(sinks)
+main.add_command(show)
+main.add_command(diff)
+main.add_command(recover)
 
 
 if __name__ == "__main__":  # pragma: no cover
