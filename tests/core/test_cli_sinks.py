@@ -251,11 +251,21 @@ def test_check_reports_a_class_that_is_not_a_sink(add_entry_points: Callable[...
 
 def test_check_reports_a_config_that_defaults_cannot_build(add_entry_points: Callable[..., None]) -> None:
     add_entry_points(FakeEntryPoint("needy", f"{__name__}:NeedsProjectSink", FakeDist("needy-sink", "1.0")))
+    # not enabled: a note on what enabling it needs, not an error
     result, data = listing("--check")
+    assert result.exit_code == 0
+    needy = rows_by_name(data)["needy"][0]
+    assert (needy["errors"], needy["notes"]) == (
+        [],
+        ["sink 'needy': invalid config: project: Field required"],
+    )
+    assert "note: needy (not enabled): sink 'needy': invalid config" in invoke("sinks", "--check").stdout
+    # enabled: an error
+    result, data = listing("--check", env={"EVALSINK_SINKS": "local,needy"})
     assert result.exit_code == 1
     [error] = rows_by_name(data)["needy"][0]["errors"]
     assert error == "sink 'needy': invalid config: project: Field required"
-    result, data = listing("--check", env={"EVALSINK_NEEDY__PROJECT": "p"})  # as a run would read it
+    result, data = listing("--check", env={"EVALSINK_SINKS": "needy", "EVALSINK_NEEDY__PROJECT": "p"})
     assert rows_by_name(data)["needy"][0]["errors"] == []
     assert result.exit_code == 0
 

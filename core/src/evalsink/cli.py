@@ -15,6 +15,7 @@ import click
 
 from evalsink.commands.demo import demo
 from evalsink.commands.diff import diff
+from evalsink.commands.push import push
 from evalsink.commands.recover import recover
 from evalsink.commands.show import show
 from evalsink.commands.sinks import sinks
@@ -73,6 +74,7 @@ main.add_command(demo)
 main.add_command(sinks)
 main.add_command(show)
 main.add_command(diff)
+main.add_command(push)
 main.add_command(recover)
 
 

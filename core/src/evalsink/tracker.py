@@ -346,18 +346,31 @@ class EvaluationTracker:
         call) and, when every sink succeeded, drops the spool. Raises
         :class:`~evalsink.errors.SinkFailedError` if a ``required`` sink failed.
         """
+        return self._save(None, None)
+
+    def publish(self, results: EvaluationResults, date_id: str) -> SaveReport:
+        """Hand results aggregated earlier (a saved run) to the sinks, as ``save()`` would.
+
+        For re-publishing a run from disk (``evalsink push``): the loggers' metrics are not
+        aggregated, the details logged into this tracker are delivered as usual, and the run keeps
+        its original ``date_id`` so sinks name files as the first save did.
+        """
+        return self._save(results, date_id)
+
+    def _save(self, given: EvaluationResults | None, date_id: str | None) -> SaveReport:
         if self._report is not None:
             raise EvalsinkError(f"run {self.run_id!r} was already saved; a tracker saves one run")
         self.start()
         error: BaseException | None = None
         try:
             self.details_logger.flush()
-            self.metrics_logger.refresh()
-            self.details_logger.aggregate()
-            if self.general_config_logger.end_time is None:
-                self.general_config_logger.log_end_time()
-            self.run.date_id = new_date_id()
-            results = self._results_model()
+            if given is None:
+                self.metrics_logger.refresh()
+                self.details_logger.aggregate()
+                if self.general_config_logger.end_time is None:
+                    self.general_config_logger.log_end_time()
+            self.run.date_id = date_id or new_date_id()
+            results = self._results_model() if given is None else given
             self._manager.results_saved(self.run, results)
             self._report = self._make_report(results)
         except BaseException as exc:

@@ -45,6 +45,8 @@ class SinkStatus:
     checked: bool = False
     remote: bool | None = None
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Config problems of a sink that is not enabled: what enabling it would need, not a failure."""
 
     @property
     def ok(self) -> bool:
@@ -61,6 +63,7 @@ class SinkStatus:
             "remote": self.remote,
             "ok": self.ok,
             "errors": self.errors,
+            "notes": self.notes,
         }
 
 
@@ -84,7 +87,15 @@ def collect(*, check: bool, environ: Mapping[str, str]) -> tuple[list[SinkStatus
         row = SinkStatus(name, entry.distribution, entry.version, entry.value, on)
         if check:
             row.checked = True
-            row.remote, row.errors = check_sink(entry, environ)
+            row.remote, problems, config_problem = check_sink(entry, environ)
+            row.errors = problems
+            if config_problem is not None:
+                # a sink whose defaults lack a required option (a project...) is fine until someone
+                # enables or configures it; a bad EVALSINK_<SINK>__* value is an error either way
+                from evalsink.config import env_values
+
+                configured = bool(env_values(name, environ))
+                (row.errors if on or configured else row.notes).append(config_problem)
         rows.append(row)
     for name in enabled:
         if name not in installed.sinks and name not in installed.conflicts:
@@ -93,11 +104,11 @@ def collect(*, check: bool, environ: Mapping[str, str]) -> tuple[list[SinkStatus
     return rows, enabled, source
 
 
-def check_sink(entry: SinkEntry, environ: Mapping[str, str]) -> tuple[bool | None, list[str]]:
+def check_sink(entry: SinkEntry, environ: Mapping[str, str]) -> tuple[bool | None, list[str], str | None]:
     """Import one sink and validate its config as a run would (defaults plus ``EVALSINK_<SINK>__*``).
 
-    Returns (whether it is remote, the problems found). The sink is not instantiated: a constructor
-    may open connections, and this command only inspects.
+    Returns (whether it is remote, the problems of the sink itself, the config's problem if any).
+    The sink is not instantiated: a constructor may open connections, and this command only inspects.
     """
     from evalsink.config import build_config
     from evalsink.errors import EvalsinkError
@@ -106,21 +117,25 @@ def check_sink(entry: SinkEntry, environ: Mapping[str, str]) -> tuple[bool | Non
     try:
         sink_class = entry.load()
     except EvalsinkError as exc:
-        return None, [str(exc)]
+        return None, [str(exc)], None
     if not issubclass(sink_class, Sink):
         where = f"{sink_class.__module__}.{sink_class.__qualname__}"
-        return None, [f"entry point {entry.value} is {where}, which is not a subclass of evalsink.Sink"]
+        return None, [f"entry point {entry.value} is {where}, which is not a subclass of evalsink.Sink"], None
     remote = bool(getattr(sink_class, "remote", True))
     model = getattr(sink_class, "config_model", SinkConfig)
     if not (isinstance(model, type) and issubclass(model, SinkConfig)):
-        return remote, [f"{entry.value}.config_model is not a subclass of evalsink.SinkConfig"]
+        return remote, [f"{entry.value}.config_model is not a subclass of evalsink.SinkConfig"], None
     try:
         build_config(entry.name, model, None, environ)
     except EvalsinkError as exc:
-        return remote, [str(exc)]
+        return remote, [], str(exc)
     except Exception as exc:  # a validator of the sink's own config crashed: report it against the sink
-        return remote, [f"sink {entry.name!r}: validating its config raised {type(exc).__name__}: {exc}"]
-    return remote, []
+        return (
+            remote,
+            [f"sink {entry.name!r}: validating its config raised {type(exc).__name__}: {exc}"],
+            None,
+        )
+    return remote, [], None
 
 
 @click.command("sinks")
@@ -130,7 +145,8 @@ def sinks(check: bool, as_json: bool) -> None:
     """List installed sinks and which ones EVALSINK_SINKS enables.
 
     Exits 1 when a problem is listed: a name claimed by two distributions, an enabled sink that is
-    not installed, or (with --check) a sink that fails to import or to validate its config.
+    not installed, or (with --check) a sink that fails to import, or an enabled sink whose config
+    does not validate (for a sink that is not enabled, that is a note: what enabling it needs).
     """
     rows, enabled, source = collect(check=check, environ=os.environ)
     ok = all(row.ok for row in rows)
@@ -167,6 +183,8 @@ def _print_table(rows: list[SinkStatus], enabled: list[str], source: str, check:
     for row in rows:
         if not row.ok:
             status = "[red]error[/red]"
+        elif row.notes:
+            status = "[yellow]needs config[/yellow]"
         elif row.checked:
             status = "[green]ok[/green]"
         else:
@@ -182,6 +200,9 @@ def _print_table(rows: list[SinkStatus], enabled: list[str], source: str, check:
     errors = dict.fromkeys((row.name, error) for row in rows for error in row.errors)  # a clash once
     for name, error in errors:
         out.print(f"error: {name}: {error}", markup=False, style="red", soft_wrap=True)
+    for row in rows:
+        for note in row.notes:
+            out.print(f"note: {row.name} (not enabled): {note}", markup=False, style="yellow", soft_wrap=True)
     if not check:
         out.print("run 'evalsink sinks --check' to import each sink and validate its config", style="dim")
 

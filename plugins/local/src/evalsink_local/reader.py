@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
+
+import orjson
 
 from evalsink.paths import task_file_part
 from evalsink.storage import OutputDir
@@ -87,3 +90,42 @@ def load_details_datasets(
             f"task(s) {', '.join(missing)} not found in the details of run {date_id} (saved: {saved})"
         )
     return {task: load_dataset("parquet", data_files=path, split="train") for task, path in chosen.items()}
+
+
+def iter_details(output: OutputDir, path: str, batch_rows: int = 500) -> Iterator[dict[str, Any]]:
+    """The records of one details file as they were logged: JSON-text columns decoded again.
+
+    The local sink stores a field whose values have no common Arrow type as JSON text, marked with
+    the field metadata ``evalsink.encoding = json`` (see :mod:`evalsink_local.parquet`); reading it
+    back must undo that, or a re-published run would carry strings where numbers were. Files
+    written by lighteval have no such fields and read as they are. Memory: one batch of rows.
+    """
+    import pyarrow.parquet as pq
+
+    with open(path, "rb") if output.is_local else output.fs.open(path, "rb") as handle:
+        parquet = pq.ParquetFile(handle)
+        fields = {field.name: field for field in parquet.schema_arrow}
+        for batch in parquet.iter_batches(batch_size=batch_rows):
+            for row in batch.to_pylist():
+                yield {name: _decoded(value, fields[name]) for name, value in row.items()}
+
+
+def _decoded(value: Any, field: Any) -> Any:
+    import pyarrow as pa
+
+    if value is None:
+        return None
+    kind = field.type
+    metadata = field.metadata or {}
+    if metadata.get(b"evalsink.encoding") == b"json" and (
+        pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    ):
+        return orjson.loads(value)
+    if pa.types.is_struct(kind):
+        return {
+            kind.field(i).name: _decoded(value.get(kind.field(i).name), kind.field(i))
+            for i in range(kind.num_fields)
+        }
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return [_decoded(item, kind.value_field) for item in value]
+    return value
