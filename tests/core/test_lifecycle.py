@@ -67,6 +67,17 @@ def test_save_without_samples_starts_saves_and_finishes(make_tracker: MakeTracke
     assert calls.hooks() == ["run_started", "results_saved", "run_finished"]
 
 
+def test_a_tracker_closed_before_anything_happened_opens_no_run(
+    make_tracker: MakeTracker, calls: Calls
+) -> None:
+    make_tracker().close()
+    assert calls.all == []  # a remote sink would otherwise create an empty run only to finish it
+    buffered = make_tracker(flush_every=10)
+    log_samples(buffered, TASK, 3)  # buffered, not flushed: still a run to deliver and finish
+    buffered.close()
+    assert calls.hooks() == ["run_started", "details_batch", "run_finished"]
+
+
 def test_batches_mix_tasks_in_logging_order(make_tracker: MakeTracker, calls: Calls) -> None:
     tracker = make_tracker(flush_every=4)
     for i in range(3):

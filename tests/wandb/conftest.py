@@ -43,20 +43,6 @@ else:  # pragma: no cover - only when another test folder imported wandb first
     _FIXED = {}
 
 
-def wandb_core_processes() -> list[object]:
-    """wandb-core service processes that are children of this process."""
-    import psutil
-
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "wandb-core" in child.name() or any("wandb-core" in part for part in child.cmdline()):
-                found.append(child)
-        except psutil.NoSuchProcess:
-            continue
-    return found
-
-
 @pytest.fixture(scope="session", autouse=True)
 def wandb_dirs() -> Iterator[Path]:
     """The session's wandb root; tears wandb down at the end and checks wandb-core is gone."""
@@ -70,6 +56,8 @@ def wandb_dirs() -> Iterator[Path]:
         import wandb
 
         wandb.teardown()
+    from wandb_helpers import wandb_core_processes  # imports wandb: only after the env is set
+
     left = wandb_core_processes()
     assert not left, f"wandb-core still running after wandb.teardown(): {left}"
 

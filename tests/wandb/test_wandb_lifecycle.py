@@ -11,8 +11,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import wandb_core_processes
-from wandb_helpers import PLAIN, log_evaluation, new_project, run_of, table_at, wandb_tracker
+from wandb_helpers import (
+    PLAIN,
+    log_evaluation,
+    new_project,
+    run_of,
+    table_at,
+    wandb_core_processes,
+    wandb_tracker,
+)
 from wandb_runfile import read_run
 
 from evalsink import EvaluationTracker, SinkConfigError

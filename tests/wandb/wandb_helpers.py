@@ -48,3 +48,17 @@ def run_of(tracker: EvaluationTracker) -> OfflineRun:
 def table_at(run: OfflineRun, key: str) -> list[dict[str, Any]]:
     """The rows of the table logged under ``key`` (its latest value, as the W&B UI shows it)."""
     return run.table(run.summary[key])
+
+
+def wandb_core_processes() -> list[object]:
+    """wandb-core service processes that are children of this process."""
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "wandb-core" in child.name() or any("wandb-core" in part for part in child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found

@@ -388,6 +388,11 @@ class EvaluationTracker:
     def _finish(self, status: RunStatus, error: BaseException | None) -> None:
         if self._finished:
             return
+        if not self._started and error is None and not len(self.details_logger.spool):
+            # closed before anything happened (a tracker built and dropped): no run to open and
+            # finish — a remote sink would otherwise create an empty run just to close it
+            self._finished = True
+            return
         if not self._started:
             self.start()
         try:

@@ -14,6 +14,11 @@ would even share a file name. The sink therefore lets tensorboardX write into a 
 folder and, once the writer is closed, moves the finished file into the run folder under a name
 that sorts by step (then by time). Files written by earlier runs are never touched, and the
 run folder only ever holds complete files.
+
+When an org is known (the tracker's ``hub_results_org`` or the ``org`` option), the run folder is
+then pushed to the Hub repository ``{org}/tensorboard_logs`` as lighteval did, in one commit with
+the Hub sink's retry rules (:mod:`evalsink_tensorboard.push`; needs the ``hub`` extra). A failed
+push leaves the event files on disk; :func:`push_logs` pushes them again later.
 """
 
 from __future__ import annotations
@@ -28,40 +33,29 @@ import uuid
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field
-
-from evalsink import EvaluationResults, Run, Sink, SinkConfig, TrackerSettings, hookimpl
+from evalsink import EvaluationResults, Run, Sink, SinkConfig, TrackerSettings, current_rank, hookimpl
+from evalsink_tensorboard.config import TensorBoardSinkConfig
+from evalsink_tensorboard.layout import STAGING_FOLDER, local_path, run_folder
 from evalsink_tensorboard.markdown import to_markdown
 from evalsink_tensorboard.naming import ScalarPoint, TagPlan, plan_scalars
+from evalsink_tensorboard.push import (
+    TensorBoardPusher,
+    TensorBoardPushError,
+    TensorBoardPushResult,
+    push_logs,
+    push_repo_id,
+    require_hub_extra,
+)
 
-__all__ = ["TensorBoardSink", "TensorBoardSinkConfig"]
+__all__ = [
+    "TensorBoardPushError",
+    "TensorBoardPushResult",
+    "TensorBoardSink",
+    "TensorBoardSinkConfig",
+    "push_logs",
+]
 
 logger = logging.getLogger("evalsink.tensorboard")
-
-STAGING_FOLDER = ".evalsink-staging"
-"""Below the TensorBoard root; holds a run's event file only while tensorboardX writes it."""
-
-
-class TensorBoardSinkConfig(SinkConfig):
-    """``sink_config={"tensorboard": {...}}`` or ``EVALSINK_TENSORBOARD__<FIELD>=...``."""
-
-    prefix: str | None = Field(default=None, min_length=1)
-    """Metric prefix; default: the tracker's ``tensorboard_metric_prefix`` (lighteval's "eval")."""
-    logdir: str | None = Field(default=None, min_length=1)
-    """TensorBoard root folder (local); default ``{output_dir}/tb``. Needed when output_dir is a URL."""
-    step: int | None = Field(default=None, ge=0)
-    """Global step when no ``nanotron_run_info`` gives one; default 0."""
-    run_name: str | None = Field(default=None, min_length=1)
-    """Run folder below the root; default ``{nanotron_run_info.run}_{prefix}`` or ``{prefix}``."""
-
-
-def _local_path(text: str) -> Path | None:
-    """A local folder as evalsink's OutputDir reads it (``file://`` allowed), or None for a URL."""
-    if text.startswith("file://"):
-        text = text[len("file://") :]
-    if "://" in text:
-        return None
-    return Path(text).expanduser().absolute()
 
 
 def _run_info(info: Any) -> tuple[str | None, int | None]:
@@ -107,11 +101,11 @@ class TensorBoardSink(Sink):
         )
 
         if config.logdir is not None:
-            root = _local_path(config.logdir)
+            root = local_path(config.logdir)
             if root is None:
                 raise ValueError(f"logdir {config.logdir!r} is a URL; tensorboardX writes local folders only")
         else:
-            output = _local_path(settings.output_dir)
+            output = local_path(settings.output_dir)
             if output is None:
                 raise ValueError(
                     f"output_dir {settings.output_dir!r} is not a local folder and tensorboardX writes "
@@ -120,17 +114,18 @@ class TensorBoardSink(Sink):
                 )
             root = output / "tb"
         self.root = root
-        self.run_dir = self._inside(root, self.run_name)
+        self.run_dir = run_folder(root, self.run_name)
         self._writer: Any = None
         self._staging: Path | None = None
 
-    @staticmethod
-    def _inside(root: Path, run_name: str) -> Path:
-        """``root/run_name``; a run name may hold ``/`` (sub-folders) but never leave the root."""
-        parts = [part for part in run_name.replace("\\", "/").split("/") if part]
-        if not parts or any(part in {".", ".."} for part in parts) or parts[0] == STAGING_FOLDER:
-            raise ValueError(f"run name {run_name!r} is not a folder name below {root}")
-        return root.joinpath(*parts)
+        # the Hub push: checked here, so a tracker that cannot push fails before the evaluation
+        self.push_repo_id = push_repo_id(config, settings.hub_results_org)
+        self._pusher: TensorBoardPusher | None = None
+        if self.push_repo_id is not None:
+            require_hub_extra()  # on every rank: the same install everywhere, the same answer
+            if current_rank().is_main:
+                # imports huggingface_hub and checks a token; other ranks never push, need none
+                self._pusher = TensorBoardPusher(config, self.push_repo_id)
 
     @hookimpl
     def evalsink_run_started(self) -> None:
@@ -145,7 +140,19 @@ class TensorBoardSink(Sink):
         self._writer = self._writer_class(logdir=str(self._staging))
         self._write(plan.scalars, results)
         self._close_writer()
-        return [str(self._publish())]
+        published = str(self._publish())
+        if self._pusher is None or not current_rank().is_main:
+            return [published]
+        try:
+            pushed = self._pusher.push(
+                self.root,
+                [self.run_name],
+                message=f"Upload TensorBoard logs of {self.run_name} at step {self.step}",
+            )
+        except TensorBoardPushError as error:
+            error.outputs = [published, *error.outputs]  # the report still lists the local file
+            raise
+        return [published, *pushed.outputs()]
 
     @hookimpl
     def evalsink_run_finished(self) -> None:
