@@ -308,6 +308,13 @@ class DetailsLogger:
         if batch is not None and self.on_batch is not None:
             self.on_batch(batch)
 
+    def merge(self, task_name: str, line: bytes, record: Mapping[str, Any]) -> None:
+        """Take a sample spooled by another rank: into this spool, the hashes and the sinks' batches."""
+        self._hash(task_name, record.get("doc"), record.get("model_response"))
+        batch = self.spool.append(task_name, line)
+        if batch is not None and self.on_batch is not None:
+            self.on_batch(batch)
+
     def replay(self, task_name: str, record: Mapping[str, Any]) -> None:
         """Count a record already in the spool (a resumed run) in the hashes, without re-spooling it."""
         self._hash(task_name, record.get("doc"), record.get("model_response"))

@@ -32,6 +32,8 @@ class RunState(str, enum.Enum):
     """The evaluation raised, or the process exited without saving; the spool is kept."""
     SAVED = "saved"
     """Results were written; the spool is kept only because a sink failed (re-push from disk)."""
+    SHARD_DONE = "shard_done"
+    """A rank other than 0 logged all its samples; rank 0 merges this spool into the run."""
 
 
 def manifest_path(spool_path: Path) -> Path:
@@ -53,6 +55,10 @@ class RunManifest:
     versions: dict[str, Any] = field(default_factory=dict)
     config_tasks: dict[str, Any] = field(default_factory=dict)
     date_id: str | None = None
+    rank: int = 0
+    world_size: int = 1
+    samples: int = 0
+    """Samples in the spool (checked by the rank that merges it)."""
     format: int = FORMAT
 
     def to_json(self) -> bytes:

@@ -37,6 +37,10 @@ class Sink:
 
     config_model: ClassVar[type[SinkConfig]] = SinkConfig
     remote: ClassVar[bool] = True
+    all_ranks: ClassVar[bool] = False
+    """With several processes (RANK/WORLD_SIZE), only rank 0 calls a sink's hooks — it writes the
+    merged run — unless the sink sets this: it then also gets the hooks of every other rank's
+    own samples (``run_started``, ``details_batch``, ``run_finished``; ``results_saved`` is rank 0's)."""
 
     def __init__(self, config: SinkConfig, settings: TrackerSettings) -> None:
         self.config = config

@@ -45,8 +45,10 @@ from evalsink.loggers import (
 from evalsink.manager import SinkManager
 from evalsink.manifest import RunManifest, RunState, manifest_path, read_manifest, write_manifest
 from evalsink.paths import new_date_id
+from evalsink.ranks import current_rank
 from evalsink.report import SaveReport, SinkOutcome
 from evalsink.run import DetailsBatch, Run, RunStatus, TrackerSettings
+from evalsink.shards import launcher_run_id, wait_for_shards
 from evalsink.spool import DetailSpool
 from evalsink.storage import OutputDir
 
@@ -159,6 +161,7 @@ class EvaluationTracker:
         flush_every: int = 1000,
         flush_seconds: float = 10.0,
         resume: bool = False,
+        merge_timeout: float = 600.0,
     ) -> None:
         self.settings = TrackerSettings(
             output_dir=os.fspath(output_dir),
@@ -172,7 +175,9 @@ class EvaluationTracker:
             nanotron_run_info=nanotron_run_info,
             use_wandb=use_wandb,
         )
-        self.run_id = _check_run_id(run_id or os.environ.get("EVALSINK_RUN_ID") or uuid.uuid4().hex[:16])
+        self.process = current_rank()
+        self.merge_timeout = merge_timeout
+        self.run_id = _check_run_id(self._shared_run_id(run_id) or uuid.uuid4().hex[:16])
         self.sink_names = select_sinks(
             sinks, push_to_hub=push_to_hub, push_to_tensorboard=push_to_tensorboard, use_wandb=use_wandb
         )
@@ -207,13 +212,30 @@ class EvaluationTracker:
             spool=spool.path.name,
             settings=_settings_snapshot(self.settings),
             sinks=list(self.sink_names),
+            rank=self.process.rank,
+            world_size=self.process.world_size,
         )
+        self._merged: list[Path] = []  # other ranks' spools and manifests merged into this run
         self._manifest_bytes = b""
         self._replay: list[DetailsBatch] = []
         if resume:
             self._restore(spool)
 
     # -- construction ---------------------------------------------------------------------
+    def _shared_run_id(self, run_id: str | None) -> str | None:
+        """The run id; with several ranks, one they all share (else each would write its own run)."""
+        explicit = run_id or os.environ.get("EVALSINK_RUN_ID")
+        if explicit or self.process.world_size == 1:
+            return explicit
+        derived = launcher_run_id()
+        if derived is None:
+            raise EvalsinkError(
+                f"this is rank {self.process.rank} of {self.process.world_size} processes, and every rank "
+                "must write the same run: pass the same run_id=... to each, or set EVALSINK_RUN_ID "
+                "(torchrun and Slurm runs get one from TORCHELASTIC_RUN_ID / SLURM_JOB_ID)"
+            )
+        return derived
+
     def _build_sinks(self, names: list[str], sink_config: Mapping[str, Any]) -> SinkManager:
         from evalsink.config import build_config  # pydantic is imported here, not at import time
         from evalsink.sink import SinkConfig
@@ -241,6 +263,8 @@ class EvaluationTracker:
                 raise SinkConfigError(
                     f"sink {entry.name!r} could not start: {type(exc).__name__}: {exc}"
                 ) from exc
+            if not self.process.is_main and not getattr(sink_class, "all_ranks", False):
+                continue  # constructed (so a bad config fails every rank), but rank 0 writes the run
             manager.register(
                 entry.name,
                 sink,
@@ -303,7 +327,7 @@ class EvaluationTracker:
             "manifest_found": manifest is not None,
         }
 
-    def _write_manifest(self, state: RunState | None = None) -> None:
+    def _write_manifest(self, state: RunState | None = None, *, always: bool = False) -> None:
         """Rewrite the run's manifest when what it records changed (atomic; see evalsink.manifest)."""
         manifest = self._manifest
         if state is not None:
@@ -313,13 +337,14 @@ class EvaluationTracker:
         manifest.config_tasks = self.task_config_logger.to_dict()
         manifest.date_id = self.run.date_id
         snapshot = dataclasses.replace(manifest, updated_at=0.0).to_json()
-        if snapshot != self._manifest_bytes:
+        if always or snapshot != self._manifest_bytes:
             write_manifest(manifest_path(self.details_logger.spool.path), manifest)
             self._manifest_bytes = snapshot
 
     def _spool_path(self) -> Path:
         # one spool file per tracker: trackers sharing a run id (ranks, re-runs) never collide
-        return self._run_folder() / f"details-{uuid.uuid4().hex[:8]}.jsonl"
+        rank = f"rank{self.process.rank}-" if self.process.world_size > 1 else ""
+        return self._run_folder() / f"details-{rank}{uuid.uuid4().hex[:8]}.jsonl"
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -345,7 +370,12 @@ class EvaluationTracker:
         Outside a ``with`` block this also finishes the run (lighteval's ``save()`` is its last
         call) and, when every sink succeeded, drops the spool. Raises
         :class:`~evalsink.errors.SinkFailedError` if a ``required`` sink failed.
+
+        With several ranks, a rank other than 0 only marks its details done, and rank 0 merges
+        every rank's details first (waiting up to ``merge_timeout`` seconds for them).
         """
+        if not self.process.is_main:
+            return self._save_shard()
         return self._save(None, None)
 
     def publish(self, results: EvaluationResults, date_id: str) -> SaveReport:
@@ -364,6 +394,8 @@ class EvaluationTracker:
         error: BaseException | None = None
         try:
             self.details_logger.flush()
+            if given is None and self.process.world_size > 1:
+                self._merge_shards()
             if given is None:
                 self.metrics_logger.refresh()
                 self.details_logger.aggregate()
@@ -381,6 +413,44 @@ class EvaluationTracker:
                 self.close(error)
         self._manager.raise_required()
         return self._report
+
+    def _save_shard(self) -> SaveReport:
+        """A rank other than 0: flush, mark this rank's details done for rank 0 to merge."""
+        if self._report is not None:
+            raise EvalsinkError(f"run {self.run_id!r} was already saved; a tracker saves one run")
+        self.start()
+        self.details_logger.flush()
+        self._report = SaveReport(run_id=self.run_id, date_id=None, sinks=self._manager.outcomes)
+        if not self._in_context:
+            self.close()
+        return self._report
+
+    def _merge_shards(self) -> None:
+        """Take every other rank's samples into this run, as if they had been logged here."""
+        for manifest in wait_for_shards(self._run_folder(), self.process.world_size, self.merge_timeout):
+            spool_path = self._run_folder() / manifest.spool
+            merged = 0
+            if spool_path.exists():
+                shard = DetailSpool.reopen(spool_path, fsync=False)
+                for batch in shard.flushed_batches(1000):
+                    for task, line, record in zip(
+                        batch.task_names, batch.lines(), batch.records(), strict=True
+                    ):
+                        self.details_logger.merge(task, line, record)
+                        self.metrics_logger.log(task, record.get("metric") or {})
+                        merged += 1
+                shard.close()
+            if merged != manifest.samples:
+                raise EvalsinkError(
+                    f"rank {manifest.rank}'s spool {spool_path} holds {merged} samples, "
+                    f"its manifest says {manifest.samples}"
+                )
+            for task, version in manifest.versions.items():
+                self.versions_logger.versions.setdefault(task, version)
+            for task, config in manifest.config_tasks.items():
+                self.task_config_logger.tasks_configs.setdefault(task, config)
+            self._merged += [spool_path, manifest_path(spool_path)]
+        self.details_logger.flush()
 
     def _required_failed(self) -> bool:
         return any(o.required and not o.ok for o in self._manager.outcomes.values())
@@ -408,7 +478,14 @@ class EvaluationTracker:
         """
         failed = error is not None or self._required_failed()
         self._finish(RunStatus.FAILED if failed else RunStatus.OK, error)
-        if not failed and self._report is not None and self._report.ok:
+        if not self.process.is_main:  # rank 0 reads this spool: it is never removed here
+            self.details_logger.spool.close()
+            done = not failed and self._report is not None
+            self._manifest.samples = len(self.details_logger.spool)
+            self._write_manifest(RunState.SHARD_DONE if done else RunState.FAILED, always=True)
+        elif not failed and self._report is not None and self._report.ok:
+            for path in self._merged:
+                path.unlink(missing_ok=True)
             manifest_path(self.details_logger.spool.path).unlink(missing_ok=True)
             self.details_logger.spool.remove()
             if self.output.is_local:  # and evalsink's own folders, when nothing else is left in them
