@@ -32,6 +32,7 @@ class LocalSinkConfig(SinkConfig):
         description="Rows per parquet row group (and per decoding batch: bounds save()'s memory).",
     )
     compression: Literal["snappy", "zstd", "gzip", "none"] = "snappy"
+    """Parquet compression codec of the details files."""
     details_path_template: str | None = Field(
         default=None,
         description="Folder holding the {date_id}/ details folders; "
