@@ -15,6 +15,7 @@ import click
 
 from evalsink.commands.demo import demo
 from evalsink.commands.diff import diff
+from evalsink.commands.new_sink import new_sink
 from evalsink.commands.push import push
 from evalsink.commands.recover import recover
 from evalsink.commands.show import show
@@ -76,6 +77,7 @@ main.add_command(show)
 main.add_command(diff)
 main.add_command(push)
 main.add_command(recover)
+main.add_command(new_sink)
 
 
 if __name__ == "__main__":  # pragma: no cover
