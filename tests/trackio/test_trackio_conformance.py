@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from trackio_helpers import merged, new_project, read_run, table_rows
+from trackio_helpers import details_rows, merged, new_project, read_run
 
 from evalsink.testing import SavedRun, SinkConformance
 
@@ -23,5 +23,5 @@ class TestTrackioConformance(SinkConformance):
         values = merged(logs)
         for task in saved.evaluation.tasks:
             key = f"details/{task.replace('/', '_')}"
-            assert len(table_rows(values[key])) == saved.evaluation.count(task)
+            assert len(details_rows(logs, key)) == saved.evaluation.count(task)
             assert f"{task}/acc" in values or task == "custom|non_finite|0"

@@ -7,7 +7,16 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from trackio_helpers import ANATOMY, PLAIN, log_evaluation, merged, new_project, read_run, table_rows
+from trackio_helpers import (
+    ANATOMY,
+    PLAIN,
+    details_rows,
+    log_evaluation,
+    merged,
+    new_project,
+    read_run,
+    table_rows,
+)
 
 from evalsink import EvaluationTracker
 
@@ -92,7 +101,7 @@ def test_details_are_capped_and_long_text_truncated(tmp_path: Path) -> None:
     assert tracker.save().ok
 
     _, logs, _ = read_run(project)
-    rows = table_rows(merged(logs)[f"details/{PLAIN}"])
+    rows = details_rows(logs, f"details/{PLAIN}")
     assert len(rows) == 2
     assert rows[0]["doc.query"] == "x" * 1000 + "… [4000 more chars]"
     assert rows[1]["doc.query"] == "short"
@@ -131,3 +140,34 @@ def test_null_values_are_not_logged_but_kept_in_the_table(tmp_path: Path) -> Non
     assert f"{PLAIN}/f1" not in values
     rows = {row["metric"]: row for row in table_rows(values["results"]) if row["task"] == PLAIN}
     assert rows["f1"]["value"] is None
+
+
+@pytest.mark.parametrize("mode", ["stream", "final"])
+def test_details_stream_during_the_evaluation_or_come_whole_at_save(tmp_path: Path, mode: str) -> None:
+    project = new_project()
+    config = {"project": project, "details": mode, "rows_per_table": 4, "max_rows": 9}
+    tracker = EvaluationTracker(tmp_path, sinks=["trackio"], sink_config={"trackio": config}, flush_every=3)
+    for index in range(12):
+        for task in (PLAIN, ANATOMY):
+            doc = {"query": f"{task} q{index}"}
+            tracker.details_logger.log(task, doc, {"text": ["y"]}, {"acc": 1.0})
+            tracker.metrics_logger.log(task, {"acc": 1.0})
+    sink = tracker.sink("trackio")
+    if mode == "stream":  # rows left the sink as they came: never more than rows_per_table held
+        assert sink._pending_rows < 4
+        assert sum(sink._accepted.values()) == 18  # 2 x 9 rows so far (the cap), 6 left out
+    else:
+        assert sink._pending_rows == 0
+    assert tracker.save().ok
+
+    _, logs, _ = read_run(project)
+    for task in (PLAIN, ANATOMY):
+        key = f"details/{task}"
+        entries = [entry for entry in logs if key in entry]
+        rows = details_rows(logs, key)
+        assert [row["doc.query"] for row in rows] == [f"{task} q{i}" for i in range(9)]
+        if mode == "stream":
+            assert len(entries) > 1  # several small tables, each holding only its new rows
+            assert all(len(table_rows(entry[key])) <= 4 for entry in entries)
+        else:
+            assert len(entries) == 1

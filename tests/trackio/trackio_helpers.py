@@ -56,3 +56,8 @@ def table_rows(value: Any) -> list[dict[str, Any]]:
     assert value["_type"] == "trackio.table", value
     rows: list[dict[str, Any]] = value["_value"]
     return rows
+
+
+def details_rows(logs: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Every row logged under a details key: streamed tables hold only their own rows, in order."""
+    return [row for entry in logs if key in entry for row in table_rows(entry[key])]

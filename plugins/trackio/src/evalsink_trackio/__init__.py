@@ -11,9 +11,12 @@ What is logged, all at one step (``nanotron_run_info.step``, else the ``step`` o
 * ``details/{task}``: one table per task of the per-sample details, at most ``max_rows`` rows,
   columns flattened from ``doc``, ``model_response`` and ``metric`` (see :func:`flatten_record`).
 
-The details tables are built at ``results_saved`` from ``run.details`` (the on-disk spool), one
-task at a time: a Trackio table is an immutable snapshot, so streaming it batch by batch would
-store every partial table again. Memory is one task's (capped) table.
+Details are streamed (``details="stream"``, the default): rows gathered from the details batches
+are logged every ``rows_per_table`` rows as one table per task holding just those rows, so samples
+reach Trackio during the evaluation and memory stays at ``rows_per_table`` rows; a task's
+details are the concatenation of its ``details/{task}`` entries in logging order. With
+``details="final"`` each task gets one complete table at ``results_saved``, built from the
+on-disk spool one task at a time (what the dashboard shows best, memory one task's table).
 
 Trackio reports its own failures as warnings and carries on; the sink turns the warnings that say
 data was dropped into an error, and checks that Trackio's sender thread drained its queue after
@@ -29,12 +32,12 @@ import re
 import warnings
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import orjson
 from pydantic import Field
 
-from evalsink import EvaluationResults, Run, Sink, SinkConfig, TrackerSettings, hookimpl
+from evalsink import DetailsBatch, EvaluationResults, Run, Sink, SinkConfig, TrackerSettings, hookimpl
 
 __all__ = ["TrackioSink", "TrackioSinkConfig", "flatten_record", "metric_key"]
 
@@ -70,7 +73,11 @@ class TrackioSinkConfig(SinkConfig):
     step: int | None = Field(default=None, ge=0)
     """Step when no ``nanotron_run_info`` gives one; default 0."""
     max_rows: int | None = Field(default=None, ge=0)
-    """Row cap of each task's details table; None (default) logs every sample, 0 logs no details."""
+    """Row cap of each task's details; None (default) logs every sample, 0 logs no details."""
+    details: Literal["stream", "final"] = "stream"
+    """``stream``: tables of new rows logged during the evaluation; ``final``: one table per task at save."""
+    rows_per_table: int = Field(default=1000, ge=1)
+    """In ``stream`` mode, rows gathered (over all tasks) before they are logged as tables."""
 
 
 def metric_key(task: str, metric: str) -> str:
@@ -160,6 +167,14 @@ class TrackioSink(Sink):
         if self.dataset_id is not None and self.space_id is None:
             raise ValueError(f"dataset_id needs a space_id (option space_id or env {SPACE_ENV})")
         self._run: Any = None
+        self._pending: dict[str, list[dict[str, Any]]] = {}  # streamed rows not logged yet, per task
+        self._pending_rows = 0
+        self._accepted: dict[str, int] = {}  # rows taken per task (for max_rows)
+        self._capped: dict[str, int] = {}  # rows left out per task by max_rows
+
+    @property
+    def _wants_details(self) -> bool:
+        return self.settings.save_details and self.config.max_rows != 0
 
     # -- hooks ------------------------------------------------------------------------------
     @hookimpl
@@ -181,6 +196,22 @@ class TrackioSink(Sink):
         )
 
     @hookimpl
+    def evalsink_details_batch(self, batch: DetailsBatch) -> None:
+        if not self._wants_details or self.config.details != "stream":
+            return
+        cap = self.config.max_rows
+        for task, record in zip(batch.task_names, batch.records(), strict=True):
+            taken = self._accepted.get(task, 0)
+            if cap is not None and taken >= cap:
+                self._capped[task] = self._capped.get(task, 0) + 1
+                continue
+            self._accepted[task] = taken + 1
+            self._pending.setdefault(task, []).append(flatten_record(record))
+            self._pending_rows += 1
+            if self._pending_rows >= self.config.rows_per_table:
+                self._log_pending()
+
+    @hookimpl
     def evalsink_results_saved(self, run: Run, results: EvaluationResults) -> list[str]:
         trackio_run = self._run
         if trackio_run is None:
@@ -198,7 +229,16 @@ class TrackioSink(Sink):
         metrics, table = self._metrics(results.results)
         metrics["results"] = self._trackio.Table(columns=["task", "metric", "value", "stderr"], data=table)
         self._guarded(partial(trackio_run.log, metrics, step=self.step))
-        if self.settings.save_details and self.config.max_rows != 0:
+        if self._wants_details and self.config.details == "stream":
+            self._log_pending()
+            for task, count in self._capped.items():
+                logger.info(
+                    "trackio: details of %s capped at %s rows (%d left out)",
+                    task,
+                    self.config.max_rows,
+                    count,
+                )
+        elif self._wants_details:
             for task in run.details.tasks():
                 rows = list(self._detail_rows(run, task))
                 if rows:
@@ -215,6 +255,20 @@ class TrackioSink(Sink):
         self._finish()
 
     # -- helpers ----------------------------------------------------------------------------
+    def _log_pending(self) -> None:
+        """Log the gathered rows as one table per task (only these rows), then forget them."""
+        pending, self._pending, self._pending_rows = self._pending, {}, 0
+        if not pending:
+            return
+        trackio_run = self._run
+        if trackio_run is None:
+            raise RuntimeError("trackio run was not started")
+        tables = {
+            f"details/{task.replace('/', '_')}": self._trackio.Table(data=rows)
+            for task, rows in pending.items()
+        }
+        self._guarded(partial(trackio_run.log, tables, step=self.step))
+
     def _metrics(self, results: dict[str, dict[str, float | None]]) -> tuple[dict[str, Any], list[list[Any]]]:
         metrics: dict[str, Any] = {}
         table: list[list[Any]] = []
