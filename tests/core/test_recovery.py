@@ -273,3 +273,22 @@ def test_the_recover_command_exits_1_when_a_sink_fails(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "flaky: failed" in done.stdout
     assert "local: ok" in done.stdout
+
+
+def test_a_run_whose_local_files_failed_is_recovered_whole(tmp_path: Path) -> None:
+    (tmp_path / "results").write_text("a file where the results folder should be", encoding="utf-8")
+    tracker = EvaluationTracker(tmp_path, sinks=["local"], run_id="nolocal")
+    tracker.general_config_logger.log_model_info(model_name="org/m")
+    for i in range(3):
+        tracker.details_logger.log(TASK, {"query": f"q{i}"}, {"input": "p"}, {"acc": 1.0})
+        tracker.metrics_logger.log(TASK, {"acc": 1.0})
+    with pytest.raises(EvalsinkError):  # local is required by default: its failure fails save()
+        tracker.save()
+    manifest = read_manifest(manifest_path(tracker.details_logger.spool.path))
+    assert manifest is not None
+    assert manifest.state is RunState.FAILED  # not "saved": the local files were not written
+    assert manifest.date_id is not None  # but save() began: every sample was flushed
+    (tmp_path / "results").unlink()
+    assert recover_all(tmp_path)["nolocal"].ok
+    recovered = results_json(tmp_path)["evalsink_recovery"]
+    assert (recovered["partial"], recovered["samples_recovered"]) == (False, 3)

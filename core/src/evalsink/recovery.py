@@ -6,10 +6,21 @@ resumes that run in a new tracker — the loggers are rebuilt from the spool —
 once: the results JSON says ``"evalsink_recovery": {"partial": true, ...}`` and holds the metrics
 of the recovered samples, aggregated as means (a task's own ``aggregation()`` needs the task
 objects, which only the evaluation has).
+
+An output folder that is not on local disk (``s3://...``) cannot hold a spool that is appended to
+and fsynced, so its runs' spools are on local disk, where the tracker puts them:
+``$EVALSINK_SPOOL_DIR/evalsink-runs/<run_id>/`` (the system temp folder without the variable),
+shared by every such output; each manifest names its run's output. Such a run can also be saved
+and still need recovering: when the store failed during ``save()`` the local sink did not write
+the run's results file, its commit marker (see :mod:`evalsink_local`). The manifest says
+``saved``, but with no results file under the output the run is re-saved from its spool, which
+``save()`` had flushed whole: ``"partial": false``.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +29,7 @@ from typing import Any
 from evalsink.errors import EvalsinkError
 from evalsink.manifest import RunManifest, RunState, manifest_path, read_manifest
 from evalsink.report import SaveReport
+from evalsink.storage import OutputDir
 
 
 @dataclass
@@ -28,6 +40,8 @@ class RunOnDisk:
     folder: Path
     spools: list[Path]
     manifests: list[RunManifest | None] = field(default_factory=list)
+    unpublished: bool = False
+    """Saved, but its results file is not in its (non-local) output: the store failed during save()."""
 
     @property
     def state(self) -> RunState:
@@ -55,26 +69,74 @@ class RunOnDisk:
 
     @property
     def recoverable(self) -> bool:
-        """Not saved, and nobody still writing it."""
-        return self.state is not RunState.SAVED and not self.alive
+        """Not saved (or saved without its results file reaching the output), and nobody still writing it."""
+        return (self.state is not RunState.SAVED or self.unpublished) and not self.alive
+
+
+def spool_root() -> Path:
+    """The folder of the runs whose output is not a local folder (the tracker's rule, see module doc)."""
+    return Path(os.environ.get("EVALSINK_SPOOL_DIR") or tempfile.gettempdir()) / "evalsink-runs"
 
 
 def runs_folder(output_dir: str | Path) -> Path:
-    return Path(output_dir) / ".evalsink" / "runs"
+    """Where the runs of ``output_dir`` keep their spools: in it, or under :func:`spool_root`."""
+    output = OutputDir(output_dir)
+    if output.is_local:
+        return Path(output.root) / ".evalsink" / "runs"
+    return spool_root()
 
 
 def find_runs(output_dir: str | Path) -> list[RunOnDisk]:
-    """Every run with a spool left in ``output_dir``, oldest first."""
+    """Every run with a spool left for ``output_dir``, oldest first.
+
+    For a non-local output this asks the store whether each saved run's results file is there
+    (:attr:`RunOnDisk.unpublished`); a store that cannot be reached is an error.
+    """
+    output = OutputDir(output_dir)
     root = runs_folder(output_dir)
     if not root.is_dir():
         return []
     runs = []
     for folder in sorted(root.iterdir(), key=lambda path: path.stat().st_mtime):
         spools = sorted(folder.glob("details-*.jsonl"))
-        if folder.is_dir() and spools:
-            manifests = [read_manifest(manifest_path(spool)) for spool in spools]
-            runs.append(RunOnDisk(folder.name, folder, spools, manifests))
+        if not (folder.is_dir() and spools):
+            continue
+        manifests = [read_manifest(manifest_path(spool)) for spool in spools]
+        run = RunOnDisk(folder.name, folder, spools, manifests)
+        if not output.is_local:
+            if not any(_writes_to(manifest, output) for manifest in manifests):
+                continue  # the spool folder is shared: a run of another output (or one without manifest)
+            run.unpublished = run.state is RunState.SAVED and not run.alive and not _published(output, run)
+        runs.append(run)
     return runs
+
+
+def _writes_to(manifest: RunManifest | None, output: OutputDir) -> bool:
+    """Whether the manifest's run was saving to ``output`` (URLs compared as given, without a final '/')."""
+    if manifest is None:
+        return False
+    return str(manifest.settings.get("output_dir", "")).rstrip("/") == output.url.rstrip("/")
+
+
+def _published(output: OutputDir, run: RunOnDisk) -> bool:
+    """Whether a saved run's results file, the local sink's commit marker, is in ``output``.
+
+    A run saved without the local sink never had one there: it counts as published.
+    """
+    from evalsink_local.layout import layout_for
+
+    for manifest in run.manifests:
+        if manifest is None or "local" not in manifest.sinks:
+            continue
+        if manifest.date_id is None:
+            return False
+        layout = layout_for(
+            output,
+            manifest.config_general.get("model_name"),
+            manifest.settings.get("results_path_template"),
+        )
+        return layout.results.exists(layout.results_file(manifest.date_id))
+    return True
 
 
 def recover_run(
@@ -84,19 +146,32 @@ def recover_run(
     sinks: Sequence[str] = ("local",),
     sink_config: Mapping[str, Any] | None = None,
 ) -> SaveReport:
-    """Save the run ``run_id`` from its spool, marked partial, to ``sinks`` (default: local files)."""
+    """Save the run ``run_id`` from its spool, marked partial, to ``sinks`` (default: local files).
+
+    A run whose save() began but whose local files were not all written (the local sink failed:
+    manifest ``failed`` with a date id), or whose results file never reached its non-local output
+    (:attr:`RunOnDisk.unpublished`), is saved again the same way, marked ``"partial": false``: its
+    spool holds every sample.
+    """
     from evalsink.tracker import EvaluationTracker
 
     run = next((found for found in find_runs(output_dir) if found.run_id == run_id), None)
     if run is None:
-        raise EvalsinkError(f"no run {run_id!r} to recover in {runs_folder(output_dir)}")
+        where = runs_folder(output_dir)
+        if not OutputDir(output_dir).is_local:
+            raise EvalsinkError(
+                f"no run {run_id!r} of {output_dir} to recover in {where} (runs of an output that is "
+                "not a local folder are looked for in $EVALSINK_SPOOL_DIR/evalsink-runs, else in the "
+                "temp folder: set EVALSINK_SPOOL_DIR as the run had it)"
+            )
+        raise EvalsinkError(f"no run {run_id!r} to recover in {where}")
     writer = run.writer
     if writer is not None:
         raise EvalsinkError(
             f"run {run_id!r} is still being written by process {writer.pid} on {writer.host}; "
             "not recovering it"
         )
-    if run.state is RunState.SAVED:
+    if run.state is RunState.SAVED and not run.unpublished:
         raise EvalsinkError(
             f"run {run_id!r} was saved (a sink failed after the local files were written): "
             "re-push it with `evalsink push` instead"
@@ -113,7 +188,8 @@ def recover_run(
         resume=True,
     )
     assert tracker.recovery is not None
-    tracker.recovery["partial"] = True
+    # a run whose save() began (its manifest has a date id) had flushed every sample: it is whole
+    tracker.recovery["partial"] = not all(m is not None and m.date_id is not None for m in run.manifests)
     return tracker.save()
 
 

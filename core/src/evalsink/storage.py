@@ -5,27 +5,50 @@ leaves no truncated results or parquet file behind:
 
 * local folders: write ``.name.tmp-<random>`` beside the target, fsync, ``os.replace``, fsync the
   folder;
-* object stores (``s3``, ``gs``, ``az``...): the object is created when its upload is closed,
-  which is already all-or-nothing, so the final key is written directly;
+* object stores (``s3``, ``gs``, ``az``...): there is no rename (S3's "move" is a copy then a
+  delete: not atomic, and every byte sent twice), but an object is created by the single request
+  that ends its upload (``PutObject``, or ``CompleteMultipartUpload`` for a large file), whole or
+  not at all. So the final key is written directly, and the one thing to prevent is that request
+  being sent for an upload that failed: fsspec's files commit on ``close()``, which ``with`` and
+  the garbage collector call even after an error (s3fs then publishes the parts written so far).
+  On an error the upload is aborted instead and the file object is marked closed, so nothing can
+  commit it later, even when the abort itself fails because the store is gone;
 * other fsspec file systems (``memory://`` included: it shows a file while it is being written):
   a temporary name, then a move.
 
-fsspec is imported only for non-local URLs.
+A failure of the store itself (not of the code writing the data) is raised as
+:class:`OutputWriteError`, which names the file's URL. fsspec is imported only for non-local URLs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
+
+from evalsink.errors import EvalsinkError
 
 logger = logging.getLogger("evalsink")
 
 _COMMIT_ON_CLOSE = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "hf"}
+
+
+class OutputWriteError(EvalsinkError, OSError):
+    """The output folder's store failed while a file was written: nothing partial is under its name.
+
+    Raised for non-local outputs, wrapping the store's own exception (``__cause__``), so the
+    message names the file's URL and a caller can tell a store failure (worth a retry, a re-push
+    from the spool) from a failure of the data being written.
+    """
+
+    def __init__(self, url: str, error: BaseException) -> None:
+        super().__init__(f"could not write {url}: {type(error).__name__}: {error}")
+        self.url = url
 
 
 class OutputDir:
@@ -72,31 +95,25 @@ class OutputDir:
 
     @contextlib.contextmanager
     def open_atomic(self, relative: str) -> Iterator[BinaryIO]:
-        """Open ``relative`` for binary writing; it appears under its name only if the block succeeds."""
+        """Open ``relative`` for binary writing; it appears under its name only if the block succeeds.
+
+        For a non-local output, a failure of the store (opening, writing, publishing) raises
+        :class:`OutputWriteError` naming the URL; an exception of the block itself propagates as is.
+        """
         target = self.path(relative)
         if self.is_local:
             with _local_atomic(Path(target)) as handle:
                 yield handle
             return
-        self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-        if self._commit_on_close:
-            handle = self.fs.open(target, "wb")
-            try:
-                yield handle
-            except BaseException:
-                _discard(handle)
-                raise
-            handle.close()
+        url = self.display(relative)
+        if self._commit_on_close:  # no folders to create; a missing bucket is an error, not created
+            with _upload(self.fs, target, url) as stream:
+                yield stream
             return
-        temporary = f"{target.rsplit('/', 1)[0]}/.{target.rsplit('/', 1)[1]}.tmp-{secrets.token_hex(4)}"
-        try:
-            with self.fs.open(temporary, "wb") as handle:
-                yield handle
-            self.fs.mv(temporary, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                self.fs.rm(temporary)
-            raise
+        folder, name = target.rsplit("/", 1)
+        _store_call(url, self.fs.makedirs, folder, exist_ok=True)
+        with _write_then_move(self.fs, f"{folder}/.{name}.tmp-{secrets.token_hex(4)}", target, url) as stream:
+            yield stream
 
     def batch(self) -> AtomicBatch:
         """Publish many files together: each still appears only complete, at one durability barrier.
@@ -114,8 +131,10 @@ class OutputDir:
         return self.display(relative)
 
     def exists(self, relative: str) -> bool:
+        """Whether the file or folder exists now (a remote store is asked, not fsspec's listing cache)."""
         if self.is_local:
             return os.path.exists(self.path(relative))
+        self.fs.invalidate_cache(self.path(relative))  # another process may have written it since
         return bool(self.fs.exists(self.path(relative)))
 
     def read_bytes(self, relative: str) -> bytes:
@@ -130,6 +149,7 @@ class OutputDir:
             if not os.path.isdir(target):
                 return []
             return sorted((entry.name, entry.is_dir()) for entry in os.scandir(target))
+        self.fs.invalidate_cache(target)  # another process may have written in it since
         if not self.fs.exists(target):
             return []
         return sorted(
@@ -191,18 +211,114 @@ def _fsync_file(path: Path) -> None:
         os.close(descriptor)
 
 
-def _discard(handle: Any) -> None:
-    """Drop an unfinished upload instead of committing it."""
-    discard = getattr(handle, "discard", None)
-    if callable(discard):
-        discard()
-    else:  # memory:// and similar commit on close; remove the partial object
-        path = getattr(handle, "path", None)
-        fs = getattr(handle, "fs", None)
-        handle.close()
-        if fs is not None and path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                fs.rm(path)
+def _store_call(url: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call the store; its failure becomes an :class:`OutputWriteError` naming ``url``."""
+    try:
+        return function(*args, **kwargs)
+    except OutputWriteError:
+        raise
+    except Exception as exc:
+        raise OutputWriteError(url, exc) from exc
+
+
+class _UploadStream(io.RawIOBase):
+    """What the block of :meth:`OutputDir.open_atomic` writes to for a non-local file.
+
+    It forwards to the fsspec file, turning the store's failures into :class:`OutputWriteError`
+    (a part of a large file is uploaded from inside ``write()``: botocore's bare
+    ``EndpointConnectionError`` would not say which file, nor that the data was not at fault).
+    Closing it does not close the fsspec file: publishing is :meth:`OutputDir.open_atomic`'s
+    decision, taken only when the block succeeded.
+    """
+
+    def __init__(self, handle: Any, url: str) -> None:
+        super().__init__()
+        self._handle = handle
+        self._url = url
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any, /) -> int:
+        written: int = _store_call(self._url, self._handle.write, data)
+        return written
+
+    def tell(self) -> int:
+        position: int = self._handle.tell()
+        return position
+
+
+@contextlib.contextmanager
+def _upload(fs: Any, target: str, url: str) -> Iterator[BinaryIO]:
+    """Write ``target`` directly on a store that creates the object when the upload is closed."""
+    handle = _store_call(url, fs.open, target, "wb")
+    try:
+        yield cast(BinaryIO, _UploadStream(handle, url))
+    except BaseException:
+        _abandon(handle, url)
+        raise
+    try:
+        handle.close()  # the one request that creates the object, whole: PutObject / CompleteMultipartUpload
+    except Exception as exc:
+        _abandon(handle, url)  # parts sent before a failed CompleteMultipartUpload
+        raise OutputWriteError(url, exc) from exc
+
+
+def _abandon(handle: Any, url: str) -> None:
+    """Drop an unfinished upload, and make sure nothing can ever publish it.
+
+    ``discard()`` aborts the multipart upload (s3fs, gcsfs, adlfs). Whatever it does, the file is
+    then marked closed: its ``close()`` — called by ``with``, or by the garbage collector at any
+    later moment — would otherwise send the final request with the parts written so far. When the
+    abort fails (the store is unreachable), the parts already sent stay on the server as an
+    incomplete upload, never as an object: a bucket lifecycle rule (S3's
+    ``AbortIncompleteMultipartUpload``) removes them. That failure is logged, and the error that
+    stopped the upload is the one raised.
+    """
+    try:
+        handle.discard()
+    except Exception as exc:
+        logger.warning(
+            "could not abort the unfinished upload of %s (%s: %s): it was not completed, but the parts "
+            "already sent may stay on the server as an incomplete multipart upload (not an object) "
+            "until the bucket's lifecycle rule removes them",
+            url,
+            type(exc).__name__,
+            exc,
+        )
+    finally:
+        handle.closed = True
+
+
+@contextlib.contextmanager
+def _write_then_move(fs: Any, temporary: str, target: str, url: str) -> Iterator[BinaryIO]:
+    """Write ``temporary`` then move it to ``target``: for file systems that show a file being written."""
+    handle = _store_call(url, fs.open, temporary, "wb")
+    try:
+        try:
+            yield cast(BinaryIO, _UploadStream(handle, url))
+        except BaseException:
+            try:
+                handle.close()
+            except Exception as exc:  # the block's exception is the one to report
+                logger.warning(
+                    "could not close the temporary file %s: %s: %s", temporary, type(exc).__name__, exc
+                )
+            raise
+        _store_call(url, handle.close)
+        _store_call(url, fs.mv, temporary, target)
+    except BaseException:
+        _remove_temporary(fs, temporary)
+        raise
+
+
+def _remove_temporary(fs: Any, temporary: str) -> None:
+    try:
+        fs.rm(temporary)
+    except FileNotFoundError:
+        pass
+    except Exception as exc:  # the write's own error is the one to report
+        logger.warning("could not remove the temporary file %s: %s: %s", temporary, type(exc).__name__, exc)
 
 
 @contextlib.contextmanager

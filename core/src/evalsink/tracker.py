@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -276,8 +275,9 @@ class EvaluationTracker:
     def _run_folder(self) -> Path:
         if self.output.is_local:
             return Path(self.output.root) / ".evalsink" / "runs" / self.run_id
-        spools = Path(os.environ.get("EVALSINK_SPOOL_DIR") or tempfile.gettempdir()) / "evalsink-runs"
-        return spools / self.run_id
+        from evalsink.recovery import spool_root  # one rule for the tracker and `evalsink recover`
+
+        return spool_root() / self.run_id
 
     def _reopen_spool(self, **options: Any) -> DetailSpool:
         """The spool of the run being resumed; the run must be one spool, not in use by a live process."""
@@ -498,7 +498,10 @@ class EvaluationTracker:
         else:
             self.details_logger.spool.close()
             if self.details_logger.spool.path.exists():
-                self._write_manifest(RunState.SAVED if self._report is not None else RunState.FAILED)
+                # saved means the local files exist (a re-push reads them); otherwise recover
+                local = self._manager.outcomes.get("local")
+                written = self._report is not None and (local is None or local.ok)
+                self._write_manifest(RunState.SAVED if written else RunState.FAILED)
         self._closed = True
         _OPEN.discard(self)
 

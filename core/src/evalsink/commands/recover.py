@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 @click.command("recover")
-@click.argument("output_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("output_dir")
 @click.option("--run-id", "run_ids", metavar="RUN_ID", multiple=True, help="Only this run (repeatable).")
 @click.option(
     "--to",
@@ -27,18 +27,23 @@ if TYPE_CHECKING:
 def recover(output_dir: str, run_ids: tuple[str, ...], sinks: str, list_only: bool, as_json: bool) -> None:
     """Rebuild results and details of killed runs from their spool (docs/recovery.md).
 
+    OUTPUT_DIR is a folder or a URL (s3://...; its spools are under EVALSINK_SPOOL_DIR).
     Every run in OUTPUT_DIR/.evalsink/runs that was not saved and is not still being written is
     saved again from the samples flushed before it stopped; its results JSON says
     "evalsink_recovery": {"partial": true, ...}. Exit code 1 when a sink failed.
     """
-    from evalsink.errors import EvalsinkError
-    from evalsink.recovery import find_runs, recover_run
+    from pathlib import Path
 
+    from evalsink.errors import EvalsinkError
+    from evalsink.recovery import find_runs, recover_run, runs_folder
+
+    if "://" not in output_dir and not Path(output_dir).is_dir():
+        raise EvalsinkError(f"{output_dir}: no such folder")
     runs = find_runs(output_dir)
     if run_ids:
         unknown = sorted(set(run_ids) - {run.run_id for run in runs})
         if unknown:
-            raise EvalsinkError(f"no run {', '.join(map(repr, unknown))} in {output_dir}/.evalsink/runs")
+            raise EvalsinkError(f"no run {', '.join(map(repr, unknown))} in {runs_folder(output_dir)}")
         runs = [run for run in runs if run.run_id in run_ids]
     if list_only:
         _print_runs(runs, as_json)

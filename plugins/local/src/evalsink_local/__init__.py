@@ -1,8 +1,18 @@
 """evalsink's local sink: lighteval's results JSON and details parquet files, written safely.
 
-Results are written first, then each task's details are converted from the run's spool, so a
-details problem never costs the results. Every file is published atomically (see
-:mod:`evalsink.storage`). pyarrow is imported only when this sink is enabled.
+Every file is published atomically (see :mod:`evalsink.storage`); the order of the files differs
+with where they go:
+
+* on local disk, results are written first, then each task's details are converted from the run's
+  spool and published together, by renames, so a details problem never costs the results;
+* anywhere else (an object store has no rename, so each file is published on its own), the
+  details go first and the results file last: it is the run's commit marker — a reader that finds
+  ``results_<date_id>.json`` finds every details file of the run that could be written. It is
+  written after a task whose data failed to convert (a re-push would fail the same way), never
+  after a failure of the store: the run is then left unmarked, and the spool the core keeps
+  re-saves it whole (:mod:`evalsink.recovery`).
+
+pyarrow is imported only when this sink is enabled.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from evalsink.run import Run
 if TYPE_CHECKING:
     from evalsink_local.layout import Layout
 
-__all__ = ["LocalSink", "LocalSinkConfig"]
+__all__ = ["DetailsWriteError", "LocalSink", "LocalSinkConfig", "RunNotPublishedError"]
 
 
 class LocalSinkConfig(SinkConfig):
@@ -56,11 +66,10 @@ class LocalSink(Sink):
         layout = layout_for(
             run.output, run.model_name, run.settings.results_path_template, self.config.details_path_template
         )
-        written = [
-            layout.results.write_bytes(
-                layout.results_file(run.date_id), jsonsafe.dumps(results.model_dump(mode="json"), indent=True)
-            )
-        ]
+        data = jsonsafe.dumps(results.model_dump(mode="json"), indent=True)
+        if not (layout.results.is_local and layout.details.is_local):
+            return self._publish_results_last(run, layout, data)
+        written = [layout.results.write_bytes(layout.results_file(run.date_id), data)]
         if run.settings.save_details:
             try:
                 written.extend(self._write_details(run, layout))
@@ -69,16 +78,64 @@ class LocalSink(Sink):
                 raise
         return written
 
+    def _publish_results_last(self, run: Run, layout: Layout, data: bytes) -> list[str]:
+        """Details, then the results file as the run's commit marker (see the module docstring).
+
+        The paths are returned results first, as on local disk.
+        """
+        from evalsink.storage import OutputWriteError
+
+        assert run.date_id is not None
+        results_file = layout.results_file(run.date_id)
+        details: list[str] = []
+        details_error: DetailsWriteError | None = None
+        if run.settings.save_details:
+            try:
+                details = self._write_details(run, layout)
+            except DetailsWriteError as exc:
+                details, details_error = exc.outputs, exc
+        if details_error is not None and details_error.store_failed:
+            raise RunNotPublishedError(
+                f"{details_error}; the results file {layout.results.display(results_file)} was not "
+                "written, so the run is not marked complete: save it again from its spool "
+                "(evalsink.recovery.recover_run)",
+                outputs=details,
+            ) from details_error
+        try:
+            written = [layout.results.write_bytes(results_file, data), *details]
+        except OutputWriteError as exc:
+            raise RunNotPublishedError(
+                f"{exc}; the run is not marked complete: save it again from its spool "
+                "(evalsink.recovery.recover_run)"
+                + (f"; besides, {details_error}" if details_error is not None else ""),
+                outputs=details,
+            ) from exc
+        if details_error is not None:
+            details_error.outputs = written
+            raise details_error
+        return written
+
     def _write_details(self, run: Run, layout: Layout) -> list[str]:
-        """One parquet file per task; a task that fails does not stop the others being published."""
+        """One parquet file per task; a task whose data fails does not stop the others being published.
+
+        A failure of the store does: once a file could not be uploaded the run cannot be marked
+        complete in this save (see the module docstring), and each further upload to a store that
+        is down would only wait out its own timeouts. The tasks not attempted are reported.
+        """
+        import threading
+
+        from evalsink.storage import OutputWriteError
         from evalsink_local.parquet import write_details
 
         assert run.date_id is not None
         batch = layout.details.batch()
         tasks = run.details.tasks()
+        store_failed = threading.Event()
 
-        def write_one(task_name: str) -> str | None:
-            """The task's failure as a message, or None once its file is staged."""
+        def write_one(task_name: str) -> Exception | None:
+            """The task's failure, or None once its file is staged."""
+            if store_failed.is_set():
+                return NotAttemptedError("not attempted: the output store failed on an earlier file")
             try:
                 write_details(
                     functools.partial(run.details.iter_records, task_name),
@@ -86,8 +143,11 @@ class LocalSink(Sink):
                     row_group_size=self.config.row_group_size,
                     compression=self.config.compression,
                 )
+            except OutputWriteError as exc:
+                store_failed.set()
+                return exc
             except Exception as exc:
-                return f"{task_name!r}: {type(exc).__name__}: {exc}"
+                return exc
             return None
 
         try:
@@ -105,7 +165,7 @@ class LocalSink(Sink):
         except BaseException:
             batch.discard()
             raise
-        failures = [error for error in errors if error is not None]
+        failures = [(task, error) for task, error in zip(tasks, errors, strict=True) if error is not None]
         written = [
             layout.details.display(layout.details_file(task, run.date_id))
             for task, error in zip(tasks, errors, strict=True)
@@ -114,16 +174,36 @@ class LocalSink(Sink):
         if failures:
             raise DetailsWriteError(
                 f"details of {len(failures)} task(s) could not be written (the others were): "
-                + "; ".join(failures),
+                + "; ".join(f"{task!r}: {type(error).__name__}: {error}" for task, error in failures),
                 outputs=written,
+                store_failed=store_failed.is_set(),
             )
         return written
 
 
-class DetailsWriteError(RuntimeError):
-    """Some tasks' details failed to convert; the results and the other tasks were written.
+class NotAttemptedError(Exception):
+    """A task whose details were not written because the store had already failed."""
 
-    ``outputs`` lists what was written, so save()'s report still shows it.
+
+class DetailsWriteError(RuntimeError):
+    """Some tasks' details could not be written; the other tasks were.
+
+    ``outputs`` lists what was written, so save()'s report still shows it. ``store_failed`` says
+    whether a failure was the output store's (:class:`evalsink.storage.OutputWriteError`) rather
+    than the data's.
+    """
+
+    def __init__(self, message: str, outputs: list[str], *, store_failed: bool = False) -> None:
+        super().__init__(message)
+        self.outputs = outputs
+        self.store_failed = store_failed
+
+
+class RunNotPublishedError(RuntimeError):
+    """The output store failed, so the run's results file — its commit marker — was not written.
+
+    Raised for outputs that are not on local disk (see the module docstring). ``outputs`` lists
+    the details files that were published; the run's spool is kept for a re-save.
     """
 
     def __init__(self, message: str, outputs: list[str]) -> None:

@@ -16,11 +16,17 @@ Merging rules: missing keys are null; ``int`` widens to ``double``; structs merg
 lists merge their item types; any other disagreement (a float in one sample, a string in the next;
 a bool and a number; an empty object) turns that field into a string column holding each value's
 JSON text, marked with the field metadata ``evalsink.encoding = json``. Nothing is dropped.
+
+Depth: Parquet readers refuse a schema nested more than 100 levels deep (pyarrow: "Parquet schema
+too deeply nested"), and a list costs two levels. So an object or list that sits
+:data:`MAX_NESTING` levels below its column is written as JSON text, whatever it holds: the file
+stays readable and the value is kept whole.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from itertools import islice
@@ -30,12 +36,17 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+logger = logging.getLogger("evalsink")
+
 COLUMNS = ("doc", "metric", "model_response")
 JSON_METADATA = {b"evalsink.encoding": b"json"}
 
 # While merging, a JSON-text field is marked with large_string, a type Arrow never infers from
 # Python values; the final schema turns it into string + JSON_METADATA.
 _JSON = pa.large_string()
+MAX_NESTING = 32
+"""Objects and lists nested this deep below ``doc``/``metric``/``model_response`` become JSON text
+(at most 2 + 2 x 32 + 1 Parquet schema levels, well within readers' limit of 100)."""
 _INT64_RANGE = (-(2**63), 2**63 - 1)
 
 
@@ -141,19 +152,27 @@ def _normalise(kind: pa.DataType) -> pa.DataType:
 
 
 @functools.lru_cache(maxsize=1024)
-def _finalise(name: str, kind: pa.DataType | None) -> pa.Field:
-    """Turn the merge marker into string + metadata; empty structs (not writable) into JSON text."""
+def _finalise(name: str, kind: pa.DataType | None, depth: int = 0) -> pa.Field:
+    """Turn the merge marker into string + metadata; empty structs (not writable) and objects or
+    lists nested :data:`MAX_NESTING` deep (not readable) into JSON text."""
     if kind is None:
         kind = pa.null()
-    if kind == _JSON or (pa.types.is_struct(kind) and kind.num_fields == 0):
+    nested = pa.types.is_struct(kind) or pa.types.is_list(kind)
+    if (
+        kind == _JSON
+        or (pa.types.is_struct(kind) and kind.num_fields == 0)
+        or (nested and depth >= MAX_NESTING)
+    ):
         return pa.field(name, pa.string(), metadata=JSON_METADATA)
     if pa.types.is_struct(kind):
         return pa.field(
             name,
-            pa.struct([_finalise(kind.field(i).name, kind.field(i).type) for i in range(kind.num_fields)]),
+            pa.struct(
+                [_finalise(kind.field(i).name, kind.field(i).type, depth + 1) for i in range(kind.num_fields)]
+            ),
         )
     if pa.types.is_list(kind):
-        item = _finalise("item", kind.value_type)
+        item = _finalise("item", kind.value_type, depth + 1)
         return pa.field(name, pa.list_(item))
     return pa.field(name, kind)
 
@@ -211,6 +230,10 @@ class _BackgroundWriter:
     write overlaps the Python-side decoding. The thread starts with the second row group (a task
     of one row group, the common case with thousands of small tasks, pays for no thread). At most
     two row groups are in flight; a write error is re-raised in the caller.
+
+    Only the first error is raised: once a write to the sink failed (an upload to a store that went
+    away), pyarrow answers every later operation with "Operation on closed file", which says
+    nothing of the cause. :meth:`abandon` ends the file after an error without raising those.
     """
 
     def __init__(self, writer: pq.ParquetWriter, row_group_size: int) -> None:
@@ -241,13 +264,43 @@ class _BackgroundWriter:
         """Wait for queued row groups, then close the file (raising the first write error)."""
         try:
             if self._first is not None:
-                self._writer.write_batch(self._first, self._row_group_size)
-            for future in self._pending:
-                future.result()
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
+                batch, self._first = self._first, None
+                self._writer.write_batch(batch, self._row_group_size)
+            while self._pending:
+                self._pending.pop(0).result()
+        except BaseException:
+            self.abandon()
+            raise
+        self._shutdown()
+        self._writer.close()
+
+    def abandon(self) -> None:
+        """End the file after an error the caller raises: the file is discarded, its errors are not news.
+
+        The queued row groups are waited for (the thread must not outlive the sink) and the writer
+        closed; what fails meanwhile follows from the first error and is only logged.
+        """
+        for future in self._pending:
+            error = future.exception()
+            if error is not None:
+                logger.debug(
+                    "parquet row group not written after an earlier error: %s: %s",
+                    type(error).__name__,
+                    error,
+                )
+        self._pending.clear()
+        self._first = None
+        self._shutdown()
+        try:
             self._writer.close()
+        except Exception as exc:
+            logger.debug(
+                "closing a parquet writer after an error failed too: %s: %s", type(exc).__name__, exc
+            )
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 class _SchemaChangedError(Exception):
@@ -321,9 +374,12 @@ def _write_fast(
             assert writer is not None
             writer.write(pa.RecordBatch.from_arrays(arrays, schema=schema))
             rows += len(batch)
-    finally:
+    except BaseException:
         if writer is not None:
-            writer.close()
+            writer.abandon()
+        raise
+    if writer is not None:
+        writer.close()
     return rows
 
 
@@ -360,8 +416,10 @@ def _write_full(
                     raise _IntsDontFitError from exc
             writer.write(pa.RecordBatch.from_arrays(arrays, schema=schema))
             rows += len(batch)
-    finally:
-        writer.close()
+    except BaseException:
+        writer.abandon()
+        raise
+    writer.close()
     return rows
 
 
