@@ -33,6 +33,12 @@ SCRIPT = textwrap.dedent(
     out, samples, tasks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 
     def peak_mb():
+        # VmHWM is this process's own peak; ru_maxrss is inherited across exec from the parent
+        # (a big pytest process would make the child report the parent's peak)
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     def rss_mb():

@@ -10,8 +10,12 @@ with an :class:`EncodeError` that names the field, so nothing is corrupted quiet
   torch tensors without importing torch);
 * ``Decimal`` becomes a number, ``datetime``/``date`` an ISO-8601 string, ``Enum`` its value,
   ``pathlib`` paths their string;
-* NaN and ±infinity become ``null`` and are counted by :func:`count_nonfinite`, so callers can
-  report them;
+* NaN and ±infinity (``float``, numpy or ``Decimal``, including a ``Decimal`` beyond the float
+  range) become ``null`` and are counted by :func:`count_nonfinite`, so callers can report them;
+* non-string keys become strings (``1`` -> ``"1"``, ``True`` -> ``"true"``, ``None`` -> ``"null"``,
+  an ``Enum`` its value, a ``datetime`` its ISO-8601 text); two keys of one mapping that would
+  become the same string (``1`` and ``"1"``) raise :class:`EncodeError`, since one value would be
+  lost;
 * anything else raises :class:`EncodeError` naming the field.
 """
 
@@ -30,6 +34,10 @@ import orjson
 from evalsink.errors import EncodeError
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+# First attempt: string keys only. Mappings with other keys take a slower path that checks that no
+# two keys become the same JSON key (orjson's OPT_NON_STR_KEYS would write both, and a reader keeps
+# one).
+_STR_KEYS = orjson.OPT_SERIALIZE_NUMPY
 
 
 def _default(value: Any) -> Any:
@@ -79,12 +87,22 @@ def dumps(value: Any, *, indent: bool = False, config: bool = False) -> bytes:
     ``config=True`` is for configuration objects: callables and classes are written as their
     qualified names, as lighteval's results files do.
     """
-    option = _OPTIONS | orjson.OPT_INDENT_2 if indent else _OPTIONS
+    default = _config_default if config else _default
+    layout = orjson.OPT_INDENT_2 if indent else 0
     try:
-        return orjson.dumps(value, default=_config_default if config else _default, option=option)
+        return orjson.dumps(value, default=default, option=_STR_KEYS | layout)
+    except orjson.JSONEncodeError:
+        pass  # a non-string key, or a value that cannot be encoded: find out which, below
+    try:
+        data = orjson.dumps(value, default=default, option=_OPTIONS | layout)
     except orjson.JSONEncodeError as exc:
         where, why = locate_unencodable(value, config=config)
         raise EncodeError(f"cannot encode {where or 'the value'} as JSON: {why}") from exc
+    clash = find_key_clash(value)
+    if clash is not None:
+        where, why = clash
+        raise EncodeError(f"cannot encode {where or 'the value'} as JSON: {why}")
+    return data
 
 
 def loads(data: bytes | str) -> Any:
@@ -97,8 +115,12 @@ def to_jsonable(value: Any, *, config: bool = False) -> Any:
 
 
 _SECRET_KEY = re.compile(
-    r"(^|[_\-.])(token|api_?keys?|keys?|secrets?|passwords?|passwd|credentials?)($|[_\-.])"
+    r"(^|[_\-.])(token|api_?keys?|keys?|secrets?|passwords?|passwd|pwd|passphrase|credentials?|"
+    r"authorization|bearer)($|[_\-.])"
 )
+
+# camelCase and PascalCase words: "accessToken" -> "access_Token", "HFToken" -> "HF_Token"
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 _NOT_SECRET = re.compile(
@@ -109,9 +131,11 @@ _NOT_SECRET = re.compile(
 def looks_secret(key: str) -> bool:
     """Whether a config key names a secret (``hf_token``, ``api_key``, ``password``...).
 
-    Tokenizer settings such as ``pad_token`` or ``eos_token_id`` are not secrets.
+    Words are separated by ``_``, ``-``, ``.`` or a camelCase boundary (``accessToken``,
+    ``clientSecret`` and ``HFToken`` look secret). Tokenizer settings such as ``pad_token`` or
+    ``eos_token_id`` are not secrets.
     """
-    lowered = key.lower()
+    lowered = _CAMEL_BOUNDARY.sub("_", key).lower()
     return bool(_SECRET_KEY.search(lowered)) and not _NOT_SECRET.search(lowered)
 
 
@@ -192,6 +216,63 @@ def locate_unencodable(value: Any, *, config: bool = False) -> tuple[str, str]:
 _MAX_DEPTH = 256
 
 
+def json_key(key: Any) -> str:
+    """The string orjson writes for a mapping key (``OPT_NON_STR_KEYS``)."""
+    if type(key) is str:
+        return key
+    encoded: dict[str, None] = orjson.loads(orjson.dumps({key: None}, option=_OPTIONS))
+    return next(iter(encoded))
+
+
+def find_key_clash(value: Any) -> tuple[str, str] | None:
+    """The first mapping (by path) with two keys that become one JSON key, and which; else None.
+
+    Only called for values holding a non-string key (the slow path of :func:`dumps`).
+    """
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if isinstance(item, Mapping) and any(type(key) is not str for key in item):
+            seen: dict[str, Any] = {}
+            for key in item:
+                text = json_key(key)
+                if text in seen:
+                    return where.lstrip("."), (
+                        f"keys {seen[text]!r} and {key!r} would both be written as the JSON key {text!r}"
+                    )
+                seen[text] = key
+        if depth >= _MAX_DEPTH:
+            continue
+        children = [(where + step, child) for step, child in _children(item) if type(child) not in _LEAVES]
+        stack.extend((child, path, depth + 1) for path, child in reversed(children))
+    return None
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
+def too_deep(data: Any, limit: int) -> str | None:
+    """The path of the first object or array nested more than ``limit`` levels deep in plain JSON
+    data (the top-level container is level 1), or None."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 1)]
+    while stack:
+        item, where, depth = stack.pop()
+        if isinstance(item, dict):
+            children = [(_step(key), child) for key, child in item.items()]
+        elif isinstance(item, list):
+            children = [(f"[{index}]", child) for index, child in enumerate(item)]
+        else:
+            continue
+        if depth > limit:
+            return where.lstrip(".")
+        stack.extend(
+            (child, where + step, depth + 1)
+            for step, child in reversed(children)
+            if isinstance(child, (dict, list))
+        )
+    return None
+
+
 _ATOMS = frozenset({str, int, bool, type(None)})
 
 
@@ -249,7 +330,17 @@ def count_nonfinite(value: Any) -> int:
         return sum(count_nonfinite(item) for item in value)
     if isinstance(value, float):  # float subclasses
         return 0 if math.isfinite(value) else 1
+    if isinstance(value, Decimal):
+        return _count_decimal_nonfinite(value)
     return 0
+
+
+def _count_decimal_nonfinite(value: Decimal) -> int:
+    """A Decimal is written as a float: NaN, ±Infinity and values beyond the float range become null."""
+    try:
+        return 0 if math.isfinite(float(value)) else 1
+    except ValueError:  # a signalling NaN: encoding refuses it, naming the field
+        return 0
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}

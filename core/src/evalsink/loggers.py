@@ -19,6 +19,7 @@ from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import orjson
 import xxhash
 
 from evalsink import jsonsafe
+from evalsink.errors import EncodeError
 from evalsink.run import DetailsBatch
 from evalsink.spool import DetailSpool
 
@@ -55,6 +57,24 @@ def _evalsink_version() -> str:
         return version("evalsink")
     except PackageNotFoundError:  # running from a source tree without installing
         return "unknown"
+
+
+MAX_CONFIG_DEPTH = 100
+"""Deepest nesting of objects and arrays in a configuration (model, generation, task). The results
+file adds three levels around it; pydantic's JSON parser (``EvaluationResults.model_validate_json``)
+stops at 200."""
+
+
+def check_config(config: Any, name: str) -> None:
+    """Raise :class:`EncodeError`, naming the field, if ``config`` cannot be written to the results."""
+    data = jsonsafe.to_jsonable(config, config=True)
+    where = jsonsafe.too_deep(data, MAX_CONFIG_DEPTH)
+    if where is not None:
+        path = f"{name}.{where}" if where and not where.startswith("[") else f"{name}{where}"
+        raise EncodeError(
+            f"cannot encode {path} as JSON: more than {MAX_CONFIG_DEPTH} levels of nested objects and "
+            "arrays in a configuration"
+        )
 
 
 class GeneralConfigLogger:
@@ -97,13 +117,14 @@ class GeneralConfigLogger:
         """
         source = model_info if model_info is not None else model_config
         if source is not None:
-            jsonsafe.to_jsonable(source, config=True)  # an unencodable config fails here, not at save()
+            check_config(source, "model_config")  # an unencodable config fails here, not at save()
             self.model_config = source
         if generation_parameters is not None:
-            jsonsafe.to_jsonable(generation_parameters, config=True)
+            check_config(generation_parameters, "generation_parameters")
             self.generation_parameters = generation_parameters
         name = model_name if model_name is not None else _get(source, "model_name")
         if name is not None:
+            jsonsafe.dumps({"model_name": str(name)})  # e.g. a lone surrogate: refused here, named
             self.model_name = str(name)
 
     def restore(self, config_general: Mapping[str, Any]) -> None:
@@ -376,8 +397,9 @@ class DetailsLogger:
 
 
 def _is_number(value: Any) -> bool:
-    """Python numbers (bools count, as lighteval averages them) and numpy numeric scalars."""
-    if isinstance(value, (int, float)):
+    """Python numbers (bools count, as lighteval averages them), ``Decimal`` (written as a number,
+    see :mod:`evalsink.jsonsafe`) and numpy numeric scalars."""
+    if isinstance(value, (int, float, Decimal)):
         return True
     dtype = getattr(value, "dtype", None)
     if dtype is None or getattr(value, "ndim", 1) != 0:
@@ -448,9 +470,22 @@ class MetricsLogger:
         self.failed_aggregations: dict[str, dict[str, str]] = {}
 
     def log(self, task_name: str, metrics: Mapping[str, Any]) -> None:
+        """Record one sample's metric values.
+
+        A task name or metric name that cannot be written (an empty task name, a lone surrogate)
+        is refused here, naming it, rather than failing ``save()``. Metric names that are not
+        strings are named as in the details (see :mod:`evalsink.jsonsafe`: ``True`` -> ``"true"``).
+        """
+        if task_name not in self.metrics_values:
+            _check_task_name(task_name)
+        items: Any = metrics.items()
+        for name in metrics:
+            if type(name) is not str or not name.isascii():  # rare: check every name first
+                items = [(_metric_name(task_name, key, metrics), value) for key, value in metrics.items()]
+                break
         values = self.metrics_values[task_name]
-        for name, value in metrics.items():
-            values[str(name)].append(value)
+        for name, value in items:
+            values[name].append(value)
 
     def aggregate(self, task_dict: Mapping[str, Any] | None = None, bootstrap_iters: int = 1000) -> None:
         """Aggregate each task's metrics, add ``_stderr``, sub-task averages and ``all``.
@@ -506,6 +541,33 @@ class MetricsLogger:
                     count,
                 )
         self.metric_aggregated = _add_averages(aggregated)
+
+
+def _check_task_name(task_name: str) -> None:
+    from evalsink.paths import task_file_part
+
+    task_file_part(task_name)  # refuses an empty name
+    jsonsafe.dumps({"task_name": task_name})
+
+
+def _metric_name(task_name: str, name: Any, metrics: Mapping[Any, Any]) -> str:
+    """The results key of a metric name, checked to be writable (the slow path of non-ASCII names)."""
+    if type(name) is str and name.isascii():
+        return name
+    where = f"the metric names of task {task_name!r}"
+    if type(name) is not str:
+        clash = jsonsafe.find_key_clash(metrics)
+        if clash is not None:
+            raise EncodeError(f"cannot encode {where} as JSON: {clash[1]}")
+        try:
+            name = jsonsafe.json_key(name)
+        except orjson.JSONEncodeError as exc:
+            raise EncodeError(f"cannot encode {where} as JSON: metric name {name!r}: {exc}") from exc
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EncodeError(f"cannot encode {where} as JSON: metric name {name!r}: {exc.reason}") from None
+    return str(name)
 
 
 def _task_aggregations(task_dict: Mapping[str, Any] | None, task_name: str) -> dict[str, Callable[..., Any]]:
@@ -565,6 +627,7 @@ class VersionsLogger:
         self.versions: dict[str, int | str] = {}
 
     def log(self, task_name: str, task_version: int | str) -> None:
+        jsonsafe.dumps({task_name: task_version})  # an unencodable version fails here, not at save()
         self.versions[task_name] = task_version
 
 
@@ -576,7 +639,7 @@ class TaskConfigLogger:
 
     def log(self, task_dict: Mapping[str, Any]) -> None:
         configs = {name: getattr(task, "config", task) for name, task in task_dict.items()}
-        jsonsafe.to_jsonable(configs, config=True)  # an unencodable config fails here, not at save()
+        check_config(configs, "config_tasks")  # an unencodable config fails here, not at save()
         self.tasks_configs = configs
 
     def log_num_docs(self, task_name: str, original_num_docs: int, effective_num_docs: int) -> None:
