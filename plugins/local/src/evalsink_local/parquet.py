@@ -48,6 +48,11 @@ MAX_NESTING = 32
 """Objects and lists nested this deep below ``doc``/``metric``/``model_response`` become JSON text
 (at most 2 + 2 x 32 + 1 Parquet schema levels, well within readers' limit of 100)."""
 _INT64_RANGE = (-(2**63), 2**63 - 1)
+_POOL = pa.system_memory_pool()
+"""Where the converted columns are allocated. Arrow's default pool (mimalloc in the wheels) keeps
+freed pages for reuse, so every row group converted raised the process's peak RSS: with the
+system allocator the 1 x 50,000 benchmark peaks at 294 MB instead of 343 MB, at the same speed.
+Passed per call, so the user's process keeps whatever pool it chose."""
 
 
 def unify(left: pa.DataType | None, right: pa.DataType, *, widen_ints: bool = True) -> pa.DataType:
@@ -350,7 +355,7 @@ def _write_fast(
                 if _mixes_bools_and_numbers(values):
                     raise _SchemaChangedError
                 try:
-                    array = pa.array(values)
+                    array = pa.array(values, memory_pool=_POOL)
                 except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
                     raise _SchemaChangedError from None
                 if _normalise(array.type) != array.type:
@@ -360,7 +365,7 @@ def _write_fast(
                     if unify(expected, array.type) != expected:
                         raise _SchemaChangedError
                     try:
-                        array = pa.array(values, type=expected)
+                        array = pa.array(values, type=expected, memory_pool=_POOL)
                     except (pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. an int beyond 2**53 into double
                         raise _SchemaChangedError from None
                 arrays.append(array)
@@ -409,7 +414,7 @@ def _write_full(
                 if needs:
                     values = [_encode(value, field) for value in values]
                 try:
-                    arrays.append(pa.array(values, type=field.type))
+                    arrays.append(pa.array(values, type=field.type, memory_pool=_POOL))
                 except pa.ArrowInvalid as exc:
                     if not widen_ints:
                         raise
