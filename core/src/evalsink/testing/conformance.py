@@ -45,6 +45,13 @@ MODEL_NAME = "evalsink-conformance/tiny-model"
 UNKNOWN_OPTION = "no_such_option_in_any_sink"
 
 
+FAULT_HOOKS = ("evalsink_run_started", "evalsink_details_batch", "evalsink_results_saved")
+
+
+class InjectedFaultError(RuntimeError):
+    """What the conformance kit raises from a sink's hook to fail it on purpose."""
+
+
 class EvaluationCrashedError(RuntimeError):
     """The exception the kit raises inside a run to fail it."""
 
@@ -260,3 +267,54 @@ class SinkConformance:
             _call_hook(sink, "evalsink_run_finished", run=saved.tracker.run, status=status, error=None)
         saved.tracker.close()
         _assert_ok(saved.tracker.sink_outcomes[saved.sink_name], "when finished again")
+
+    @pytest.mark.parametrize("hook", FAULT_HOOKS)
+    def test_a_fault_costs_the_other_sinks_nothing_and_the_run_can_be_pushed_again(
+        self,
+        make_tracker: Callable[..., EvaluationTracker],
+        sink_name: str,
+        sink_config: dict[str, Any],
+        tracker_options: dict[str, Any],
+        hook: str,
+    ) -> None:
+        """An exception raised from this sink's ``hook`` (injected): the local results are whole,
+        the report names the sink, the hook and the error, and ``evalsink push`` re-sends the run."""
+        if sink_name == "local":
+            pytest.skip(
+                "the local sink is the one the others are checked against; its faults: evalsink recover"
+            )
+        from evalsink.replay import replay_run, saved_runs
+
+        sink_class = discover().sinks[sink_name].load()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(
+                sink_class, hook, _failing_hook(hook, getattr(sink_class, hook, None)), raising=False
+            )
+            tracker = make_tracker()
+            log_evaluation(tracker, plain_evaluation())
+            report = tracker.save()
+        outcome = report[sink_name]
+        assert not outcome.ok, f"the fault injected into {hook} did not fail the {sink_name!r} sink"
+        assert outcome.failed_hooks[0] == hook
+        assert f"{InjectedFaultError.__name__}: fault injected into {hook}" in outcome.errors[0]
+        _assert_ok(report["local"], f"beside a {sink_name!r} sink failing in {hook}")
+        [saved] = saved_runs(tracker.settings.output_dir)
+        assert saved.date_id == report.date_id
+        again = replay_run(
+            saved, [sink_name], sink_config={sink_name: dict(sink_config)}, tracker_options=tracker_options
+        )
+        _assert_ok(again[sink_name], "when the failed run was pushed again (evalsink push)")
+
+
+def _failing_hook(hook: str, original: Callable[..., Any] | None) -> Callable[..., Any]:
+    """A hook implementation that raises; it keeps the original's hookimpl marker (or gets one)."""
+    from evalsink.hookspecs import hookimpl
+
+    def failing(self: Any) -> None:
+        raise InjectedFaultError(f"fault injected into {hook} by the conformance kit")
+
+    failing.__name__ = hook
+    if original is None:
+        return hookimpl(failing)
+    failing.__dict__.update(original.__dict__)  # pluggy's hookimpl marker
+    return failing
