@@ -35,7 +35,7 @@ if "wandb" not in sys.modules:
     _FIXED["WANDB_MODE"] = "offline"
     _FIXED["NETRC"] = str(_ROOT / "no-netrc")  # never the developer's `wandb login`
     for _name, _value in _FIXED.items():
-        if _name != "NETRC":
+        if _name in _DIR_VARIABLES:  # not WANDB_MODE's "offline": that made ./offline in the cwd
             Path(_value).mkdir(parents=True, exist_ok=True)
         os.environ[_name] = _value
 else:  # pragma: no cover - only when another test folder imported wandb first
