@@ -51,8 +51,9 @@ _INT64_RANGE = (-(2**63), 2**63 - 1)
 _POOL = pa.system_memory_pool()
 """Where the converted columns are allocated. Arrow's default pool (mimalloc in the wheels) keeps
 freed pages for reuse, so every row group converted raised the process's peak RSS: with the
-system allocator the 1 x 50,000 benchmark peaks at 294 MB instead of 343 MB, at the same speed.
-Passed per call, so the user's process keeps whatever pool it chose."""
+system allocator the 1 x 50,000 benchmark peaks at 294 MB instead of 329 MB (medians of 3), and
+its save() takes about 1 s (10 %) longer (docs/performance.md). Passed per call, so the user's
+process keeps whatever pool it chose."""
 
 
 def unify(left: pa.DataType | None, right: pa.DataType, *, widen_ints: bool = True) -> pa.DataType:
