@@ -53,6 +53,19 @@ class DetailsBatch:
                 yield orjson.loads(line)
 
 
+def nanotron_run_and_step(info: Any) -> tuple[str | None, int | None]:
+    """(run, step) of a nanotron_run_info-like object; missing attributes read as None.
+
+    Shared by the sinks that line eval points up with training curves (Trackio, W&B).
+    """
+    if info is None:
+        return None, None
+    run, step = getattr(info, "run", None), getattr(info, "step", None)
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+        raise ValueError(f"nanotron_run_info.step must be an int >= 0, not {step!r}")
+    return (str(run) if run is not None else None), step
+
+
 @dataclass
 class TrackerSettings:
     """The tracker's constructor arguments, as every sink sees them (lighteval's names)."""

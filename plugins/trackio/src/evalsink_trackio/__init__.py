@@ -38,6 +38,7 @@ import orjson
 from pydantic import Field
 
 from evalsink import DetailsBatch, EvaluationResults, Run, Sink, SinkConfig, TrackerSettings, hookimpl
+from evalsink.run import nanotron_run_and_step
 
 __all__ = ["TrackioSink", "TrackioSinkConfig", "flatten_record", "metric_key"]
 
@@ -126,16 +127,6 @@ def flatten_record(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _run_info(info: Any) -> tuple[str | None, int | None]:
-    """(run, step) of a nanotron_run_info-like object; missing attributes read as None."""
-    if info is None:
-        return None, None
-    run, step = getattr(info, "run", None), getattr(info, "step", None)
-    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
-        raise ValueError(f"nanotron_run_info.step must be an int >= 0, not {step!r}")
-    return (str(run) if run is not None else None), step
-
-
 class TrackioSink(Sink):
     """Logs each saved run to one Trackio run (local SQLite, or a Space)."""
 
@@ -159,7 +150,7 @@ class TrackioSink(Sink):
         self._trackio: Any = trackio
         SQLiteStorage.validate_project_name(config.project)  # e.g. the reserved "registry-" prefix
         self.project: str = config.project
-        info_run, info_step = _run_info(settings.nanotron_run_info)
+        info_run, info_step = nanotron_run_and_step(settings.nanotron_run_info)
         self.step: int = info_step if info_step is not None else (config.step or 0)
         self.run_name: str | None = config.run_name or info_run
         self.space_id: str | None = config.space_id or os.environ.get(SPACE_ENV) or None

@@ -36,6 +36,7 @@ from evalsink import (
     hookimpl,
     jsonsafe,
 )
+from evalsink.run import nanotron_run_and_step
 from evalsink_wandb import backend
 from evalsink_wandb.config import WandbSinkConfig
 from evalsink_wandb.details import DetailsStream
@@ -55,16 +56,6 @@ class DetailsNotSentError(RuntimeError):
         self.outputs = outputs
 
 
-def _run_info(info: Any) -> tuple[str | None, int | None]:
-    """(run, step) of a nanotron_run_info-like object; missing attributes read as None."""
-    if info is None:
-        return None, None
-    run, step = getattr(info, "run", None), getattr(info, "step", None)
-    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
-        raise ValueError(f"nanotron_run_info.step must be an int >= 0, not {step!r}")
-    return (str(run) if run is not None else None), step
-
-
 class WandbSink(Sink):
     """Logs an evaluation to one Weights & Biases run (see docs/sinks/wandb.md)."""
 
@@ -74,7 +65,7 @@ class WandbSink(Sink):
 
     def __init__(self, config: WandbSinkConfig, settings: TrackerSettings) -> None:
         super().__init__(config, settings)
-        info_run, info_step = _run_info(settings.nanotron_run_info)
+        info_run, info_step = nanotron_run_and_step(settings.nanotron_run_info)
         self.step: int | None = info_step if info_step is not None else config.step
         """The step every value is logged at; None: the run's current step when it starts."""
         self.project: str | None = None if config.attach else config.resolved_project()
