@@ -42,7 +42,11 @@ DRIVER = textwrap.dedent(
     from evalsink.demo import make_sample
 
     out, tasks, samples = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    tracker = EvaluationTracker(output_dir=out, sinks=["local"], flush_every=5000)
+    # details converted at save(), not streamed: the kills must land in that conversion, and a fork
+    # must not copy a streaming writer thread
+    tracker = EvaluationTracker(
+        output_dir=out, sinks=["local"], flush_every=5000, sink_config={"local": {"stream_details": False}}
+    )
     tracker.general_config_logger.log_model_info(model_name="org/model")
     rng = random.Random(0)
     kinds = ("multiple_choice", "generative")
@@ -273,7 +277,8 @@ def test_writer_exception_leaves_no_partial_file(
     on_read: int,
     metric_of: Callable[[int], Any],
 ) -> None:
-    tracker = make_tracker(sink_config={"local": {"row_group_size": 3}})
+    # the failure is injected into the conversion at save(): no streaming (its faults: test_local_streaming)
+    tracker = make_tracker(sink_config={"local": {"row_group_size": 3, "stream_details": False}})
     tracker.general_config_logger.log_model_info(model_name="org/model")
     for task in ("a|0", "b|0", "c|0"):
         log_raw(
@@ -312,7 +317,9 @@ def test_writer_exception_leaves_no_partial_file(
 def test_writer_exception_with_optional_local_sink_returns_a_failed_report(
     make_tracker: Callable[..., EvaluationTracker], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tracker = make_tracker(sink_config={"local": {"required": False, "row_group_size": 3}})
+    tracker = make_tracker(
+        sink_config={"local": {"required": False, "row_group_size": 3, "stream_details": False}}
+    )
     log_raw(tracker, "b|0", [({"query": f"q{i}"}, {"text": ["x"]}, {"m": 1.0}) for i in range(20)])
     _failing_writer(monkeypatch, "b|0", on_read=1, after=10)
     report = tracker.save()

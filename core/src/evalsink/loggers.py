@@ -10,6 +10,7 @@ imports lighteval, torch or numpy.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -29,6 +30,7 @@ import xxhash
 from evalsink import jsonsafe
 from evalsink.errors import EncodeError
 from evalsink.run import DetailsBatch
+from evalsink.snapshot import plain_record
 from evalsink.spool import DetailSpool
 
 logger = logging.getLogger("evalsink")
@@ -50,7 +52,9 @@ def _get(obj: Any, name: str) -> Any:
     return value
 
 
+@functools.cache
 def _evalsink_version() -> str:
+    """Read once: the metadata lookup costs milliseconds, and the manifest asks at every batch."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -229,20 +233,19 @@ _INT_LIST_BYTES = b"0123456789-,[]"
 
 def _int_list_json(value: list[Any]) -> bytes | None:
     """Compact JSON of a list of ints or of lists of ints; None for anything else (tuples too,
-    which ``str()`` prints with parentheses)."""
+    which ``str()`` prints with parentheses). Only digits, signs, commas and exactly one bracket
+    per list may appear: anything else (bools, floats, strings, deeper nesting) is refused."""
+    brackets = 1
     if value and type(value[0]) is list:
-        parts = []
         for item in value:
-            inner = _int_list_json(item) if type(item) is list else None
-            if inner is None or inner.count(b"[") != 1:
+            if type(item) is not list:
                 return None
-            parts.append(inner)
-        return b"[" + b",".join(parts) + b"]"
+        brackets += len(value)
     try:
         encoded = orjson.dumps(value)
     except orjson.JSONEncodeError:
         return None
-    if encoded.count(b"[") != 1 or encoded.translate(None, _INT_LIST_BYTES):
+    if encoded.count(b"[") != brackets or encoded.translate(None, _INT_LIST_BYTES):
         return None
     return encoded
 
@@ -317,15 +320,17 @@ class DetailsLogger:
         line = jsonsafe.dumps(
             {"task_name": task_name, "doc": doc, "model_response": model_response, "metric": metrics}
         )
-        bad = (
-            jsonsafe.count_nonfinite(metrics)
-            + jsonsafe.count_nonfinite(model_response)
-            + (jsonsafe.count_nonfinite(doc))
-        )
+        decoded, bad = plain_record(task_name, doc, model_response, metrics)
+        if bad is None:  # not plain: walk the objects for NaN/inf the slow way
+            bad = (
+                jsonsafe.count_nonfinite(metrics)
+                + jsonsafe.count_nonfinite(model_response)
+                + jsonsafe.count_nonfinite(doc)
+            )
         if bad:
             self.nonfinite[task_name] += bad
         self._hash(task_name, doc, model_response)
-        batch = self.spool.append(task_name, line)
+        batch = self.spool.append(task_name, line, decoded)
         if batch is not None and self.on_batch is not None:
             self.on_batch(batch)
 

@@ -9,8 +9,10 @@ libraries that tie state to a thread (SQLite connections, some clients) see a si
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -31,12 +33,21 @@ class _Call:
 
 
 class SinkThread:
-    """Runs one sink's hook calls in order on its own daemon thread."""
+    """Runs one sink's hook calls in order on its own daemon thread.
+
+    A forked child has no copy of the thread, so it starts its own on its first call (a child
+    that waited on the parent's thread would wait forever).
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        _ALL.add(self)
+
+    def _forget_thread(self) -> None:
+        self._calls = queue.SimpleQueue()
+        self._thread = None
 
     def call(self, function: Callable[..., Any], kwargs: dict[str, Any], timeout: float) -> Any:
         """Run ``function(**kwargs)`` on the sink's thread; raise what it raised, or HookTimeoutError."""
@@ -74,3 +85,14 @@ class SinkThread:
                 call.error = exc
             finally:
                 call.done.set()
+
+
+_ALL: weakref.WeakSet[SinkThread] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for sink_thread in list(_ALL):
+        sink_thread._forget_thread()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -17,9 +17,9 @@ import contextlib
 import os
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import orjson
 
@@ -48,9 +48,11 @@ class DetailSpool:
         self.fsync = fsync
         self._file: Any = None
         self._written = 0  # bytes on disk
-        self._pending: list[bytes] = []
+        self._buffer = bytearray()  # the pending lines, newline-terminated, as they will be written
+        self._starts = array("Q")  # where each pending line starts in the buffer
         self._pending_tasks: list[str] = []
-        self._pending_bytes = 0
+        self._pending_decoded: list[dict[str, Any] | None] = []
+        self._any_decoded = False
         self._offsets: dict[str, array[int]] = {}
         self._lengths: dict[str, array[int]] = {}
         self._oldest = 0.0  # when the oldest buffered sample was logged
@@ -58,41 +60,57 @@ class DetailSpool:
         self.corrupt_lines = 0  # lines skipped by reopen()
 
     # -- writing ---------------------------------------------------------------------------
-    def append(self, task_name: str, line: bytes) -> DetailsBatch | None:
-        """Buffer one encoded record (without newline); return the batch if this flushed it."""
+    def append(
+        self, task_name: str, line: bytes, decoded: dict[str, Any] | None = None
+    ) -> DetailsBatch | None:
+        """Buffer one encoded record (without newline); return the batch if this flushed it.
+
+        ``decoded`` is the record as ``orjson.loads(line)`` gives it, when the caller has it
+        (:mod:`evalsink.snapshot`): it rides along with the batch for sinks that convert rows.
+        """
         offsets = self._offsets.get(task_name)
         if offsets is None:
             offsets = self._offsets[task_name] = array("Q")
             self._lengths[task_name] = array("Q")
-        if not self._pending:
+        if not self._pending_tasks:
             self._oldest = time.monotonic()
-        offsets.append(self._written + self._pending_bytes)
+        offsets.append(self._written + len(self._buffer))
         self._lengths[task_name].append(len(line))
-        self._pending.append(line)
+        # copied into one buffer: orjson's output can hold several times its length in memory, and
+        # one buffer is written without joining
+        self._starts.append(len(self._buffer))
+        self._buffer += line
+        self._buffer += b"\n"
         self._pending_tasks.append(task_name)
-        self._pending_bytes += len(line) + 1
+        self._pending_decoded.append(decoded)
+        if decoded is not None:
+            self._any_decoded = True
         self._sequence += 1
-        if len(self._pending) >= self.flush_every or time.monotonic() - self._oldest >= self.flush_seconds:
+        if (
+            len(self._pending_tasks) >= self.flush_every
+            or time.monotonic() - self._oldest >= self.flush_seconds
+        ):
             return self.flush()
         return None
 
     def flush(self) -> DetailsBatch | None:
         """Write and fsync the buffer; return what was written as a batch (None if empty)."""
-        if not self._pending:
+        if not self._pending_tasks:
             return None
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "ab")  # noqa: SIM115 - held open for the run
-        lines, tasks = self._pending, self._pending_tasks
-        data = b"\n".join(lines) + b"\n"
+        data, starts, tasks = self._buffer, self._starts, self._pending_tasks
+        decoded = self._pending_decoded if self._any_decoded else None
         self._file.write(data)
         self._file.flush()
         if self.fsync:
             os.fsync(self._file.fileno())
-        first = self._sequence - len(lines)
+        first = self._sequence - len(tasks)
         self._written += len(data)
-        self._pending, self._pending_tasks, self._pending_bytes = [], [], 0
-        return DetailsBatch(tasks, lines, first_index=first)
+        self._buffer, self._starts, self._pending_tasks = bytearray(), array("Q"), []
+        self._pending_decoded, self._any_decoded = [], False
+        return DetailsBatch(tasks, BufferLines(data, starts), first_index=first, decoded=decoded)
 
     def close(self) -> None:
         self.flush()
@@ -135,11 +153,8 @@ class DetailSpool:
         if on_disk:
             yield from self._read(offsets, lengths, on_disk)
         if on_disk < len(offsets):
-            yield from (
-                line
-                for task, line in zip(self._pending_tasks, self._pending, strict=True)
-                if task == task_name
-            )
+            pending = BufferLines(self._buffer, self._starts)
+            yield from (pending[index] for index, task in enumerate(self._pending_tasks) if task == task_name)
 
     def _read(self, offsets: array[int], lengths: array[int], count: int) -> Iterator[bytes]:
         try:
@@ -232,6 +247,38 @@ class DetailSpool:
             with open(path, "r+b") as handle:  # cut the torn tail so new appends stay line-aligned
                 handle.truncate(offset)
         return spool
+
+
+class BufferLines(Sequence[bytes]):
+    """Newline-terminated lines in one buffer, handed out (without the newline) as bytes on demand."""
+
+    __slots__ = ("_buffer", "_starts")
+
+    def __init__(self, buffer: bytes | bytearray, starts: array[int]) -> None:
+        self._buffer = buffer
+        self._starts = starts
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self._starts))[index]  # negative indices; IndexError when out of range
+        return self._line(index)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (self._line(index) for index in range(len(self._starts)))
+
+    def _line(self, index: int) -> bytes:
+        start = self._starts[index]
+        end = self._starts[index + 1] if index + 1 < len(self._starts) else len(self._buffer)
+        with memoryview(self._buffer) as view:  # released at once: a pending buffer still grows
+            return bytes(view[start : end - 1])
 
 
 def _task_of(line: bytes) -> str | None:

@@ -183,6 +183,21 @@ class AtomicBatch:
             raise
         self._staged.append((temporary, target))
 
+    def adopt(self, staged: Path, relative: str) -> bool:
+        """Publish an already written local file as ``relative`` at commit (it is moved, not copied).
+
+        Returns False, leaving the file alone, when a rename cannot do it: the output is not a
+        local folder, or the file lies on another file system than the target's folder.
+        """
+        if not self.output.is_local:
+            return False
+        target = Path(self.output.path(relative))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if os.stat(staged).st_dev != os.stat(target.parent).st_dev:
+            return False
+        self._staged.append((staged, target))
+        return True
+
     def commit(self) -> None:
         """fsync every staged file (in parallel), rename each into place, fsync their folders."""
         if not self._staged:

@@ -27,7 +27,9 @@ from evalsink.models import EvaluationResults
 from evalsink.run import Run
 
 if TYPE_CHECKING:
+    from evalsink import DetailsBatch
     from evalsink_local.layout import Layout
+    from evalsink_local.streaming import StreamingDetails
 
 __all__ = ["DetailsWriteError", "LocalSink", "LocalSinkConfig", "RunNotPublishedError"]
 
@@ -43,6 +45,11 @@ class LocalSinkConfig(SinkConfig):
     )
     compression: Literal["snappy", "zstd", "gzip", "none"] = "snappy"
     """Parquet compression codec of the details files."""
+    stream_details: bool = Field(
+        default=True,
+        description="Convert details to parquet while the evaluation runs (local outputs only), so "
+        "save() mostly renames finished files; off: everything is converted at save().",
+    )
     details_path_template: str | None = Field(
         default=None,
         description="Folder holding the {date_id}/ details folders; "
@@ -51,11 +58,55 @@ class LocalSinkConfig(SinkConfig):
 
 
 class LocalSink(Sink):
-    """Writes ``results/{model}/results_{date}.json`` and ``details/{model}/{date}/*.parquet``."""
+    """Writes ``results/{model}/results_{date}.json`` and ``details/{model}/{date}/*.parquet``.
+
+    On local disk the details are converted while the evaluation runs (:mod:`evalsink_local.streaming`),
+    so ``save()`` mostly renames finished files into place.
+    """
 
     config_model = LocalSinkConfig
     remote = False
     config: LocalSinkConfig
+    _streaming: StreamingDetails | None = None
+    _streaming_off = False
+
+    @hookimpl
+    def evalsink_details_batch(self, run: Run, batch: DetailsBatch) -> None:
+        if self._streaming is None and not self._streaming_off:
+            self._streaming = self._start_streaming(run)
+            self._streaming_off = self._streaming is None
+        if self._streaming is not None:
+            self._streaming.add(batch.records(shared=True))
+
+    def _start_streaming(self, run: Run) -> StreamingDetails | None:
+        """Stream only where save() can rename the files into place: details saved, on local disk."""
+        if not self.config.stream_details or not run.settings.save_details:
+            return None
+        import os
+        import secrets
+        import socket
+
+        from evalsink_local.layout import layout_for
+        from evalsink_local.streaming import STAGING_PREFIX, StreamingDetails, remove_stale_staging
+
+        layout = layout_for(
+            run.output, run.model_name, run.settings.results_path_template, self.config.details_path_template
+        )
+        if not layout.details.is_local:
+            return None
+        folder = run.details.path.parent
+        remove_stale_staging(folder)
+        return StreamingDetails(
+            folder / f"{STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}",
+            row_group_size=self.config.row_group_size,
+            compression=self.config.compression,
+        )
+
+    @hookimpl
+    def evalsink_run_finished(self) -> None:
+        if self._streaming is not None:
+            streaming, self._streaming = self._streaming, None
+            streaming.discard()
 
     @hookimpl
     def evalsink_results_saved(self, run: Run, results: EvaluationResults) -> list[str]:
@@ -131,9 +182,12 @@ class LocalSink(Sink):
         batch = layout.details.batch()
         tasks = run.details.tasks()
         store_failed = threading.Event()
+        tasks_left: set[str] = set()
 
         def write_one(task_name: str) -> Exception | None:
             """The task's failure, or None once its file is staged."""
+            if task_name not in tasks_left:
+                return None  # streamed while the evaluation ran, adopted above
             if store_failed.is_set():
                 return NotAttemptedError("not attempted: the output store failed on an earlier file")
             try:
@@ -151,10 +205,18 @@ class LocalSink(Sink):
             return None
 
         try:
+            streamed = self._streaming.finish(run.details.count) if self._streaming is not None else {}
+            tasks_left.update(
+                task
+                for task in tasks
+                if not (
+                    task in streamed and batch.adopt(streamed[task], layout.details_file(task, run.date_id))
+                )
+            )
             # Many small tasks are dominated by per-file costs that Arrow pays without the GIL:
             # write two at a time. Large tasks stay one at a time, to keep save()'s memory bounded.
-            small = len(run.details) <= len(tasks) * self.config.row_group_size
-            if len(tasks) > 1 and small:
+            small = sum(map(run.details.count, tasks_left)) <= len(tasks_left) * self.config.row_group_size
+            if len(tasks_left) > 1 and small:
                 from concurrent.futures import ThreadPoolExecutor
 
                 with ThreadPoolExecutor(max_workers=2, thread_name_prefix="evalsink-details") as pool:

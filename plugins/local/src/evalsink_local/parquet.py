@@ -309,7 +309,7 @@ class _BackgroundWriter:
             self._pool.shutdown(wait=True)
 
 
-class _SchemaChangedError(Exception):
+class SchemaChangedError(Exception):
     """A batch does not fit the fast path's schema: start again on the full path."""
 
 
@@ -329,7 +329,7 @@ def _text_columns(schema: pa.Schema) -> tuple[str, ...]:
     return tuple(path for field in schema for path in _string_leaves(field.type, field.name))
 
 
-def _open_writer(sink: IO[bytes], schema: pa.Schema, compression: str) -> pq.ParquetWriter:
+def open_writer(sink: IO[bytes] | str, schema: pa.Schema, compression: str) -> pq.ParquetWriter:
     """Dictionary-encode text columns only: token ids and log-probabilities rarely repeat, and
     building dictionaries for them cost more time (40% of the write) than it saved space."""
     text_columns = list(_text_columns(schema))
@@ -341,44 +341,65 @@ def _open_writer(sink: IO[bytes], schema: pa.Schema, compression: str) -> pq.Par
     )
 
 
+class FastConverter:
+    """The fast path's conversion: batches of records become record batches of the first batch's
+    schema, or :class:`SchemaChangedError` says that this file needs the full path."""
+
+    def __init__(self) -> None:
+        self.schema: pa.Schema | None = None
+
+    def convert(self, batch: list[dict[str, Any]]) -> pa.RecordBatch:
+        arrays = []
+        schema = self.schema
+        for index, column in enumerate(COLUMNS):
+            values = [record.get(column) for record in batch]
+            if _mixes_bools_and_numbers(values):
+                raise SchemaChangedError
+            try:
+                array = pa.array(values, memory_pool=_POOL)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+                raise SchemaChangedError from None
+            if _normalise(array.type) != array.type:
+                raise SchemaChangedError
+            if schema is not None and array.type != schema.field(index).type:
+                expected = schema.field(index).type
+                if unify(expected, array.type) != expected:
+                    raise SchemaChangedError
+                try:
+                    array = pa.array(values, type=expected, memory_pool=_POOL)
+                except (pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. an int beyond 2**53 into double
+                    raise SchemaChangedError from None
+            arrays.append(array)
+        if schema is None:
+            schema = _fast_schema(tuple(array.type for array in arrays))
+            if schema is None:
+                raise SchemaChangedError
+            self.schema = schema
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+@functools.lru_cache(maxsize=256)
+def _fast_schema(types: tuple[pa.DataType, ...]) -> pa.Schema | None:
+    """The file schema for the first batch's column types; None when it needs JSON text (the full
+    path). Cached: thousands of small tasks usually share a handful of row types."""
+    schema = pa.schema([_finalise(column, kind) for column, kind in zip(COLUMNS, types, strict=True)])
+    return None if any(_needs_encoding(field) for field in schema) else schema
+
+
 def _write_fast(
     records: Iterable[dict[str, Any]], sink: IO[bytes], row_group_size: int, compression: str
 ) -> int:
-    """One read: keep the first batch's schema, or raise :class:`_SchemaChangedError`."""
-    schema: pa.Schema | None = None
+    """One read: keep the first batch's schema, or raise :class:`SchemaChangedError`."""
+    converter = FastConverter()
     writer: _BackgroundWriter | None = None
     rows = 0
     try:
         for batch in _batches(records, row_group_size):
-            arrays = []
-            for index, column in enumerate(COLUMNS):
-                values = [record.get(column) for record in batch]
-                if _mixes_bools_and_numbers(values):
-                    raise _SchemaChangedError
-                try:
-                    array = pa.array(values, memory_pool=_POOL)
-                except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-                    raise _SchemaChangedError from None
-                if _normalise(array.type) != array.type:
-                    raise _SchemaChangedError
-                if schema is not None and array.type != schema.field(index).type:
-                    expected = schema.field(index).type
-                    if unify(expected, array.type) != expected:
-                        raise _SchemaChangedError
-                    try:
-                        array = pa.array(values, type=expected, memory_pool=_POOL)
-                    except (pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. an int beyond 2**53 into double
-                        raise _SchemaChangedError from None
-                arrays.append(array)
-            if schema is None:
-                schema = pa.schema(
-                    [_finalise(column, array.type) for column, array in zip(COLUMNS, arrays, strict=True)]
-                )
-                if any(_needs_encoding(field) for field in schema):
-                    raise _SchemaChangedError
-                writer = _BackgroundWriter(_open_writer(sink, schema, compression), row_group_size)
-            assert writer is not None
-            writer.write(pa.RecordBatch.from_arrays(arrays, schema=schema))
+            converted = converter.convert(batch)
+            if writer is None:
+                assert converter.schema is not None
+                writer = _BackgroundWriter(open_writer(sink, converter.schema, compression), row_group_size)
+            writer.write(converted)
             rows += len(batch)
     except BaseException:
         if writer is not None:
@@ -405,7 +426,7 @@ def _write_full(
     schema = details_schema(read, row_group_size, widen_ints=widen_ints)
     encoded = [_needs_encoding(schema.field(column)) for column in COLUMNS]
     rows = 0
-    writer = _BackgroundWriter(_open_writer(sink, schema, compression), row_group_size)
+    writer = _BackgroundWriter(open_writer(sink, schema, compression), row_group_size)
     try:
         for batch in _batches(read(), row_group_size):
             arrays = []
@@ -445,7 +466,7 @@ def write_details(
     try:
         with open_target() as sink:
             return _write_fast(read(), sink, row_group_size, compression)
-    except _SchemaChangedError:
+    except SchemaChangedError:
         pass
     try:
         with open_target() as sink:

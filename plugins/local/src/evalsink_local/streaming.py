@@ -1,0 +1,292 @@
+"""Details converted to parquet while the evaluation runs, so that ``save()`` only publishes them.
+
+Converting at ``save()`` meant reading every sample back from the spool and decoding its JSON,
+which for lighteval-shaped rows cost more than the conversion itself, all after the evaluation
+had finished. Instead the sink converts each batch as it is delivered, from the copies the logger
+made while logging (``batch.records(shared=True)``, no JSON decoding), one row group at a time,
+on a thread of its own so the evaluation goes on meanwhile; writer threads encode, compress and
+write the row groups (Arrow does that without the GIL, on the other core) into staged files in
+the run's spool folder. ``save()`` renames each complete staged file into place.
+
+Only the fast path of :mod:`evalsink_local.parquet` runs here, with the same row groups, so a
+staged file is the file ``save()`` would have written. A task is dropped from streaming, and
+converted from the spool at ``save()`` as before, when its rows stop fitting the first row group's
+schema, when rows arrive after its file was closed, or when a write fails; the outcome is the same
+file either way, only later.
+
+Memory stays bounded: a task holds fewer than ``row_group_size`` pending rows; a task that no
+longer appears in the batches, or the least recently fed one once more than
+:data:`MAX_PENDING_GROUPS` row groups' worth of rows are pending or :data:`MAX_OPEN` tasks are
+open, has its file finished (and is dropped if it receives rows again); at most
+:data:`MAX_QUEUED_BATCHES` batches wait for the converter thread, and :data:`MAX_IN_FLIGHT` row
+groups for the writer threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from evalsink_local.parquet import FastConverter, SchemaChangedError, open_writer
+
+logger = logging.getLogger("evalsink")
+
+MAX_OPEN = 8
+"""Tasks with pending rows or an open file at once."""
+MAX_PENDING_GROUPS = 4
+"""Pending rows of all tasks together, in row groups (so up to four interleaved tasks stream)."""
+MAX_IN_FLIGHT = 2
+"""Writes queued for the writer threads before the converter waits (each a converted row group)."""
+MAX_QUEUED_BATCHES = 1
+"""Delivered batches waiting for the converter before the sink's hook waits."""
+WRITER_THREADS = 2
+"""Files are spread over this many writer threads (Arrow writes without the GIL: two cores)."""
+
+
+STAGING_PREFIX = "local-staged-"
+"""Staging folders are named ``local-staged-{host}-{pid}-{random}`` inside the run's spool folder."""
+
+
+def remove_stale_staging(run_folder: Path) -> None:
+    """Delete the staging folders that processes of this host left when they died (a crash).
+
+    The run's spool is what a crashed run is recovered from; its half-written staged files are
+    only clutter that would keep the run's folder from being removed once it is saved.
+    """
+    host = socket.gethostname()
+    for folder in run_folder.glob(f"{STAGING_PREFIX}*"):
+        owner, _, rest = folder.name[len(STAGING_PREFIX) :].rpartition("-")[0].rpartition("-")
+        if owner != host or not rest.isdigit() or _alive(int(rest)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+class _TaskFile:
+    __slots__ = ("closed", "converter", "dropped", "path", "pending", "rows", "writer", "writer_thread")
+
+    def __init__(self, path: Path, writer_thread: ThreadPoolExecutor) -> None:
+        self.path = path
+        self.writer_thread = writer_thread  # every write of one file goes through one thread, in order
+        self.converter = FastConverter()
+        self.pending: list[dict[str, Any]] = []
+        self.rows = 0  # rows converted and handed to the writer thread
+        self.writer: pq.ParquetWriter | None = None  # touched by the writer thread only
+        self.closed = False
+        self.dropped: str | None = None  # why the task is left to save()
+
+
+class StreamingDetails:
+    """One run's staged details files: fed batch by batch, finished by :meth:`finish`.
+
+    :meth:`add` returns at once: a converter thread takes the batch (the evaluation goes on
+    logging meanwhile) and hands row groups to writer threads. Everything about tasks and their
+    pending rows is touched by the converter thread only, then by :meth:`finish` once it is idle.
+    """
+
+    def __init__(self, folder: Path, *, row_group_size: int, compression: str) -> None:
+        self.folder = folder
+        self.row_group_size = row_group_size
+        self.compression = compression
+        self._tasks: dict[str, _TaskFile] = {}
+        self._open: dict[str, _TaskFile] = {}  # least recently fed first
+        self._pending_rows = 0
+        self._converter: ThreadPoolExecutor | None = None
+        self._writers: list[ThreadPoolExecutor] = []
+        self._queued_batches = threading.BoundedSemaphore(MAX_QUEUED_BATCHES)
+        self._writes = threading.BoundedSemaphore(MAX_IN_FLIGHT)
+        self._broken: BaseException | None = None
+
+    # -- the sink's thread -----------------------------------------------------------------
+    def add(self, records: Iterable[dict[str, Any]]) -> None:
+        """Queue one delivered batch (records of possibly several tasks, in logging order)."""
+        rows = list(records)
+        if self._converter is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._converter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalsink-local-convert")
+            self._writers = [
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"evalsink-local-write{index}")
+                for index in range(WRITER_THREADS)
+            ]
+        self._queued_batches.acquire()
+        try:
+            future = self._converter.submit(self._add_now, rows)
+        except BaseException:
+            self._queued_batches.release()
+            raise
+        future.add_done_callback(lambda _: self._queued_batches.release())
+
+    def finish(self, expected_rows: Callable[[str], int]) -> dict[str, Path]:
+        """Finish every file; return the complete ones (``expected_rows(task)`` rows each) by task."""
+        if self._converter is not None:
+            self._converter.shutdown(wait=True)
+            self._converter = None
+        if self._broken is None:
+            for task_name in list(self._open):
+                self._close(task_name)
+        self._wait_for_writers()
+        if self._broken is not None:
+            return {}
+        complete: dict[str, Path] = {}
+        for task_name, task in self._tasks.items():
+            if task.dropped:
+                logger.debug("details of %r converted at save(): %s", task_name, task.dropped)
+            elif task.rows == expected_rows(task_name):
+                complete[task_name] = task.path
+            else:
+                logger.debug("details of %r converted at save(): the spool holds other rows", task_name)
+        return complete
+
+    def discard(self) -> None:
+        """Stop the threads and delete what is still staged (after save(), or a failed run)."""
+        if self._converter is not None:
+            self._converter.shutdown(wait=True)
+            self._converter = None
+        self._wait_for_writers()
+        for task in self._tasks.values():
+            self._end(task)
+        self._tasks.clear()
+        self._open.clear()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _wait_for_writers(self) -> None:
+        for writer_thread in self._writers:
+            writer_thread.shutdown(wait=True)
+        self._writers = []
+
+    # -- the converter thread --------------------------------------------------------------
+    def _add_now(self, records: list[dict[str, Any]]) -> None:
+        if self._broken is not None:
+            return
+        try:
+            self._add_batch(records)
+        except BaseException as exc:  # a bug here must not cost the details: save() converts them
+            self._broken = exc
+            logger.error(
+                "streaming the details failed; every task will be converted at save() instead: %s: %s",
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+
+    def _add_batch(self, records: list[dict[str, Any]]) -> None:
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for record in records:
+            groups.setdefault(record["task_name"], []).append(record)
+        for task_name in [name for name in self._open if name not in groups]:
+            self._close(task_name)  # not in this batch: its samples have most likely all come
+        for task_name, rows in groups.items():
+            task = self._tasks.get(task_name)
+            if task is None:
+                writer_thread = self._writers[len(self._tasks) % len(self._writers)]
+                path = self.folder / f"{secrets.token_hex(8)}.parquet"
+                task = self._tasks[task_name] = _TaskFile(path, writer_thread)
+            if task.dropped:
+                continue
+            if task.closed:
+                self._drop(task_name, task, "more samples arrived after its file was finished")
+                continue
+            self._open.pop(task_name, None)
+            self._open[task_name] = task  # now the most recently fed
+            task.pending.extend(rows)
+            self._pending_rows += len(rows)
+            while len(task.pending) >= self.row_group_size and not task.dropped:
+                self._convert(task_name, task, self.row_group_size)
+            self._enforce_limits(keep=task_name)
+
+    def _enforce_limits(self, keep: str) -> None:
+        for task_name in list(self._open):
+            if self._pending_rows <= MAX_PENDING_GROUPS * self.row_group_size and len(self._open) <= MAX_OPEN:
+                return
+            if task_name != keep:
+                self._close(task_name)
+
+    def _convert(self, task_name: str, task: _TaskFile, count: int) -> None:
+        rows, task.pending = task.pending[:count], task.pending[count:]
+        self._pending_rows -= len(rows)
+        try:
+            batch = task.converter.convert(rows)
+        except SchemaChangedError:
+            self._drop(task_name, task, "its rows do not keep one schema")
+            return
+        task.rows += len(rows)
+        self._run(task, lambda: self._write(task, batch))
+
+    def _close(self, task_name: str) -> None:
+        task = self._open.pop(task_name)
+        if task.pending:
+            self._convert(task_name, task, len(task.pending))
+            if task.dropped:
+                return
+        task.closed = True
+        self._run(task, lambda: self._write(task, None))
+
+    def _drop(self, task_name: str, task: _TaskFile, why: str) -> None:
+        self._open.pop(task_name, None)
+        self._pending_rows -= len(task.pending)
+        task.pending = []
+        task.dropped = why
+        self._run(task, lambda: self._end(task))
+
+    def _run(self, task: _TaskFile, work: Callable[[], None]) -> None:
+        self._writes.acquire()
+        try:
+            future = task.writer_thread.submit(work)
+        except BaseException:
+            self._writes.release()
+            raise
+        future.add_done_callback(lambda _: self._writes.release())
+
+    # -- the writer threads ----------------------------------------------------------------
+    def _write(self, task: _TaskFile, batch: pa.RecordBatch | None) -> None:
+        """Write a row group, or (``batch`` None) finish the file; a failure drops the task."""
+        if task.dropped:
+            return
+        try:
+            if batch is not None:
+                if task.writer is None:
+                    task.writer = open_writer(str(task.path), batch.schema, self.compression)
+                task.writer.write_batch(batch, self.row_group_size)
+            elif task.writer is not None:
+                task.writer.close()
+                task.writer = None
+                if task.rows >= self.row_group_size:  # big files now; small ones in one go at commit
+                    descriptor = os.open(task.path, os.O_RDONLY)
+                    try:
+                        os.fsync(descriptor)
+                    finally:
+                        os.close(descriptor)
+        except Exception as exc:
+            task.dropped = f"writing its staged file failed: {type(exc).__name__}: {exc}"
+            logger.warning("details of one task will be converted at save(): %s", task.dropped)
+            self._end(task)
+
+    def _end(self, task: _TaskFile) -> None:
+        """Close a dropped task's file, if open, and delete it."""
+        if task.writer is not None:
+            writer, task.writer = task.writer, None
+            try:
+                writer.close()
+            except Exception as exc:  # the file is deleted below; the cause was reported already
+                logger.debug("closing a dropped staged details file failed: %s: %s", type(exc).__name__, exc)
+        task.path.unlink(missing_ok=True)

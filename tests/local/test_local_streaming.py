@@ -1,0 +1,206 @@
+"""Details converted while the evaluation runs give the very files save() would have converted.
+
+Each scenario is logged twice, into a tracker that streams (the default) and one that converts
+everything at save(); the parquet files must be byte-identical. The conversion done at save() is
+watched, so each test also checks which tasks streaming handled and which it left to save().
+"""
+
+from __future__ import annotations
+
+import decimal
+import logging
+import math
+import os
+import socket
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import evalsink_local.parquet
+import evalsink_local.streaming
+from evalsink import EvaluationTracker
+
+Sample = tuple[str, Any, Any, dict[str, Any]]
+
+
+def _sample(task: str, i: int, metric: Any = None) -> Sample:
+    doc = {"query": f"{task} question {i}", "choices": ["a", "b"], "gold_index": i % 2, "id": str(i)}
+    response = {
+        "text": [f"answer {i}"],
+        "input_tokens": list(range(i % 7, i % 7 + 20)),
+        "output_tokens": [[i, i + 1]],
+        "logprobs": [-0.5, -1.5 * (i % 3)],
+    }
+    return task, doc, response, {"em": float(i % 2) if metric is None else metric, "acc": i % 3 == 0}
+
+
+@pytest.fixture
+def converted_at_save(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Task names whose details were converted by save() (not streamed)."""
+    real = evalsink_local.parquet.write_details
+    names: list[str] = []
+
+    def watched(read: Callable[[], Iterable[dict[str, Any]]], *args: Any, **kwargs: Any) -> int:
+        first = next(iter(read()))
+        names.append(first["task_name"])
+        return real(read, *args, **kwargs)
+
+    monkeypatch.setattr(evalsink_local.parquet, "write_details", watched)
+    return names
+
+
+def _save(
+    tmp_path: Path, name: str, samples: Iterable[Sample], *, stream: bool, **local: Any
+) -> dict[str, bytes]:
+    config = {"row_group_size": 10, "stream_details": stream, **local}
+    tracker = EvaluationTracker(
+        tmp_path / name, sinks=["local"], sink_config={"local": config}, flush_every=25, run_id="same"
+    )
+    tracker.general_config_logger.log_model_info(model_name="org/model")
+    for task, doc, response, metrics in samples:
+        tracker.metrics_logger.log(task, metrics)
+        tracker.details_logger.log(task, doc, response, metrics)
+    report = tracker.save()
+    assert report.ok, report
+    folder = tmp_path / name / "details" / "org" / "model" / str(report.date_id)
+    assert not (tmp_path / name / ".evalsink").exists()  # spool and staged files gone
+    return {
+        path.name.replace(str(report.date_id), "D"): path.read_bytes() for path in sorted(folder.iterdir())
+    }
+
+
+def _both(tmp_path: Path, samples: list[Sample], converted: list[str], **local: Any) -> dict[str, bytes]:
+    unstreamed = _save(tmp_path, "unstreamed", samples, stream=False, **local)
+    all_tasks = list(converted)
+    converted.clear()
+    streamed = _save(tmp_path, "streamed", samples, stream=True, **local)
+    assert sorted(all_tasks) == sorted({sample[0] for sample in samples})
+    assert streamed.keys() == unstreamed.keys()
+    for name, data in streamed.items():
+        assert data == unstreamed[name], name
+    return streamed
+
+
+def test_one_large_task_streams_whole_and_matches(tmp_path: Path, converted_at_save: list[str]) -> None:
+    files = _both(tmp_path, [_sample("big|0", i) for i in range(237)], converted_at_save)
+    assert converted_at_save == []
+    (data,) = files.values()
+    metadata = pq.ParquetFile(pa.BufferReader(data)).metadata
+    assert (metadata.num_rows, metadata.num_row_groups) == (237, 24)
+
+
+def test_many_small_tasks_stream_and_match(tmp_path: Path, converted_at_save: list[str]) -> None:
+    samples = [_sample(f"small|{t}|0", i) for t in range(40) for i in range(3)]
+    files = _both(tmp_path, samples, converted_at_save)
+    assert converted_at_save == []
+    assert len(files) == 40
+
+
+def test_nan_and_values_the_logger_does_not_copy_match(tmp_path: Path, converted_at_save: list[str]) -> None:
+    samples = [_sample("odd|0", i, metric=math.nan if i % 5 == 0 else 0.5) for i in range(60)]
+    task, doc, response, _ = _sample("odd|0", 60)
+    samples.append((task, doc, response, {"em": decimal.Decimal("0.5"), "acc": True}))  # not copied: decoded
+    _both(tmp_path, samples, converted_at_save)
+    assert converted_at_save == []
+
+
+def test_a_schema_change_leaves_the_task_to_save(tmp_path: Path, converted_at_save: list[str]) -> None:
+    samples = [_sample("steady|0", i) for i in range(30)]
+    samples += [_sample("changing|0", i, metric=0.5 if i < 15 else f"label {i}") for i in range(30)]
+    _both(tmp_path, samples, converted_at_save)
+    assert converted_at_save == ["changing|0"]
+
+
+def test_a_task_that_comes_back_after_its_file_was_finished_is_left_to_save(
+    tmp_path: Path, converted_at_save: list[str]
+) -> None:
+    samples = [_sample("first|0", i) for i in range(30)]
+    samples += [_sample("second|0", i) for i in range(60)]  # batches without first|0: its file is finished
+    samples += [_sample("first|0", i) for i in range(30, 40)]
+    _both(tmp_path, samples, converted_at_save)
+    assert converted_at_save == ["first|0"]
+
+
+def test_interleaved_tasks_match(tmp_path: Path, converted_at_save: list[str]) -> None:
+    samples = [_sample(f"mix|{i % 3}|0", i) for i in range(150)]
+    _both(tmp_path, samples, converted_at_save)
+    assert converted_at_save == []
+
+
+def test_more_open_tasks_than_the_limit_match(tmp_path: Path, converted_at_save: list[str]) -> None:
+    tasks = evalsink_local.streaming.MAX_OPEN * 2
+    samples = [_sample(f"wide|{i % tasks}|0", i) for i in range(tasks * 12)]
+    _both(tmp_path, samples, converted_at_save, row_group_size=100)
+    assert converted_at_save  # tasks closed for the limit came back: save() converted them
+
+
+def test_a_failed_staged_write_is_converted_at_save(
+    tmp_path: Path,
+    converted_at_save: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    real = evalsink_local.streaming.open_writer
+    opened: list[str] = []
+
+    def failing(sink: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(str(sink))
+        if len(opened) == 2:
+            raise OSError(28, "No space left on device (injected)")
+        return real(sink, *args, **kwargs)
+
+    monkeypatch.setattr(evalsink_local.streaming, "open_writer", failing)
+    samples = [_sample(f"disk|{t}|0", i) for t in range(3) for i in range(30)]
+    with caplog.at_level(logging.WARNING, logger="evalsink"):
+        _both(tmp_path, samples, converted_at_save)
+    assert converted_at_save == ["disk|1|0"]
+    assert "No space left on device (injected)" in caplog.text
+
+
+def test_staged_files_are_removed_when_the_run_fails(tmp_path: Path) -> None:
+    config = {"local": {"row_group_size": 10}}
+    tracker = EvaluationTracker(tmp_path / "out", sinks=["local"], sink_config=config, flush_every=5)
+    with pytest.raises(RuntimeError, match="evaluation crashed"), tracker:  # noqa: PT012
+        for i in range(40):
+            task, doc, response, metrics = _sample("crash|0", i)
+            tracker.details_logger.log(task, doc, response, metrics)
+        staged = list((tmp_path / "out" / ".evalsink").rglob("*.parquet"))
+        assert staged  # streaming was under way
+        raise RuntimeError("evaluation crashed")
+    assert list((tmp_path / "out" / ".evalsink").rglob("*.parquet")) == []
+    assert list((tmp_path / "out" / ".evalsink").rglob("details-*.jsonl"))  # the spool is kept
+
+
+def _dead_pid() -> int:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
+
+
+def test_staging_left_by_a_dead_process_is_removed(tmp_path: Path) -> None:
+    host = socket.gethostname()
+    dead = tmp_path / f"{evalsink_local.streaming.STAGING_PREFIX}{host}-{_dead_pid()}-abcd"
+    alive = tmp_path / f"{evalsink_local.streaming.STAGING_PREFIX}{host}-{os.getpid()}-abcd"
+    other_host = tmp_path / f"{evalsink_local.streaming.STAGING_PREFIX}elsewhere-{_dead_pid()}-abcd"
+    for folder in (dead, alive, other_host):
+        folder.mkdir()
+        (folder / "x.parquet").write_bytes(b"PAR1")
+    evalsink_local.streaming.remove_stale_staging(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([alive.name, other_host.name])
+
+
+def test_outputs_that_are_not_local_folders_are_converted_at_save(
+    memory_fs: Any, converted_at_save: list[str]
+) -> None:
+    tracker = EvaluationTracker("memory://evalsink-test/stream", sinks=["local"], flush_every=5)
+    for i in range(30):
+        task, doc, response, metrics = _sample("remote|0", i)
+        tracker.details_logger.log(task, doc, response, metrics)
+    assert tracker.save().ok
+    assert converted_at_save == ["remote|0"]
