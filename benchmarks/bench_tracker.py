@@ -185,7 +185,10 @@ def run_tracker(tasks: int, samples: int, out: Path, profile: str | None) -> dic
         tracker.details_logger.log(task_name, doc, response, metrics)
     logged = perf_counter()
     rss_log = _peak_rss_mb()
-    spool_mb = _tree_bytes(out / ".evalsink") / 1e6  # before save(), which may delete it
+    # before save(), which may delete them: the spool, and the parquet files the local sink has
+    # already written in the background (staged beside the spool until save() renames them)
+    spool_mb = sum(p.stat().st_size for p in (out / ".evalsink").rglob("*.jsonl")) / 1e6
+    staged_mb = sum(p.stat().st_size for p in (out / ".evalsink").rglob("*.parquet")) / 1e6
     if profiler:
         profiler.disable()
         profiler.dump_stats(f"{profile}.log.prof")
@@ -206,6 +209,7 @@ def run_tracker(tasks: int, samples: int, out: Path, profile: str | None) -> dic
         "rss_mb": _peak_rss_mb(),
         "out_mb": _tree_bytes(out, skip=".evalsink") / 1e6,
         "spool_mb": spool_mb,
+        "staged_mb": staged_mb,
     }
     tracker.close()  # drops the spool if save() did not (not timed)
     return result
@@ -255,6 +259,7 @@ _COLUMNS = (  # header, key, format
     ("generator RSS MB", "gen_rss_mb", ".0f"),
     ("output MB", "out_mb", ".1f"),
     ("spool MB before save", "spool_mb", ".1f"),
+    ("staged parquet MB before save", "staged_mb", ".1f"),
 )
 
 

@@ -115,6 +115,35 @@ def test_a_schema_change_leaves_the_task_to_save(tmp_path: Path, converted_at_sa
     assert converted_at_save == ["changing|0"]
 
 
+def _drifting(name: str, late: Callable[[int], dict[str, Any]]) -> list[Sample]:
+    """30 samples whose metrics follow one shape for the first two row groups (10 rows each,
+    the first converted in Python, the second by Arrow's JSON reader), then ``late(i)``."""
+    samples = []
+    for i in range(30):
+        task, doc, response, _ = _sample(name, i)
+        samples.append((task, doc, response, {"em": 0.5 + i, "count": i} if i < 20 else late(i)))
+    return samples
+
+
+@pytest.mark.parametrize(
+    ("late", "streamed"),
+    [
+        pytest.param(lambda i: {"em": 2**53 + i, "count": i}, False, id="int-beyond-2**53-into-double"),
+        pytest.param(lambda i: {"em": 0.5, "count": float(i)}, False, id="integral-float-into-int"),
+        pytest.param(lambda i: {"em": True, "count": i}, False, id="bool-into-double"),
+        pytest.param(lambda i: {"em": "0.5", "count": i}, False, id="string-into-double"),
+        pytest.param(lambda i: {"em": 0.5, "count": i, "new": 1}, False, id="new-key"),
+        pytest.param(lambda i: {"em": 1e300, "count": i}, True, id="huge-float-decoded-then-streamed"),
+        pytest.param(lambda i: {"em": 7, "count": None}, True, id="int-into-double-and-null"),
+    ],
+)
+def test_rows_the_json_reader_must_not_take_are_converted_like_save_would(
+    tmp_path: Path, converted_at_save: list[str], late: Callable[[int], dict[str, Any]], streamed: bool
+) -> None:
+    _both(tmp_path, _drifting("drift|0", late), converted_at_save)
+    assert converted_at_save == ([] if streamed else ["drift|0"])
+
+
 def test_a_task_that_comes_back_after_its_file_was_finished_is_left_to_save(
     tmp_path: Path, converted_at_save: list[str]
 ) -> None:

@@ -22,9 +22,10 @@ with an :class:`EncodeError` that names the field, so nothing is corrupted quiet
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
@@ -320,17 +321,24 @@ def count_nonfinite(value: Any) -> int:
         return _count_list(value)
     if kind is dict:
         return sum(count_nonfinite(item) for item in value.values() if type(item) not in _ATOMS)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        bad = 0
-        for name in _field_names(kind):
-            item = getattr(value, name)
-            item_kind = type(item)
-            if item_kind in _ATOMS:
-                continue
-            bad += _count_list(item) if item_kind is list else count_nonfinite(item)
-        return bad
-    if kind.__module__.split(".")[0] == "numpy":
-        return _count_numpy_nonfinite(value)
+    counter = _COUNTERS.get(kind)
+    if counter is None:
+        counter = _COUNTERS[kind] = _counter_for(kind)
+    return counter(value)
+
+
+def _count_dataclass(value: Any) -> int:
+    bad = 0
+    for name in _field_names(type(value)):
+        item = getattr(value, name)
+        item_kind = type(item)
+        if item_kind in _ATOMS:
+            continue
+        bad += _count_list(item) if item_kind is list else count_nonfinite(item)
+    return bad
+
+
+def _count_other(value: Any) -> int:
     if hasattr(value, "model_dump"):
         return count_nonfinite(value.model_dump(mode="python"))
     if isinstance(value, Mapping):
@@ -342,6 +350,21 @@ def count_nonfinite(value: Any) -> int:
     if isinstance(value, Decimal):
         return _count_decimal_nonfinite(value)
     return 0
+
+
+_COUNTERS: dict[type, Callable[[Any], int]] = {}
+"""How :func:`count_nonfinite` walks each type it has met that is not a plain JSON type: decided
+once per type (a dataclass check costs more than the walk of a small value)."""
+
+
+def _counter_for(kind: type) -> Callable[[Any], int]:
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return lambda member: count_nonfinite(member.value)  # written as its value
+    if dataclasses.is_dataclass(kind):
+        return _count_dataclass
+    if kind.__module__.split(".")[0] == "numpy":
+        return _count_numpy_nonfinite
+    return _count_other
 
 
 def _count_decimal_nonfinite(value: Decimal) -> int:

@@ -30,7 +30,6 @@ import xxhash
 from evalsink import jsonsafe
 from evalsink.errors import EncodeError
 from evalsink.run import DetailsBatch
-from evalsink.snapshot import plain_record
 from evalsink.spool import DetailSpool
 
 logger = logging.getLogger("evalsink")
@@ -320,17 +319,15 @@ class DetailsLogger:
         line = jsonsafe.dumps(
             {"task_name": task_name, "doc": doc, "model_response": model_response, "metric": metrics}
         )
-        decoded, bad = plain_record(task_name, doc, model_response, metrics)
-        if bad is None:  # not plain: walk the objects for NaN/inf the slow way
-            bad = (
-                jsonsafe.count_nonfinite(metrics)
-                + jsonsafe.count_nonfinite(model_response)
-                + jsonsafe.count_nonfinite(doc)
-            )
+        bad = (
+            jsonsafe.count_nonfinite(metrics)
+            + jsonsafe.count_nonfinite(model_response)
+            + jsonsafe.count_nonfinite(doc)
+        )
         if bad:
             self.nonfinite[task_name] += bad
         self._hash(task_name, doc, model_response)
-        batch = self.spool.append(task_name, line, decoded)
+        batch = self.spool.append(task_name, line)
         if batch is not None and self.on_batch is not None:
             self.on_batch(batch)
 

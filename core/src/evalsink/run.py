@@ -24,23 +24,15 @@ class DetailsBatch:
     """Samples logged since the previous flush, already written to the spool.
 
     Rows stay encoded (JSON bytes) until a sink asks for them, so sinks that read the spool at the
-    end cost nothing per batch. Where the logger could copy a sample's values while logging it
-    (:mod:`evalsink.snapshot`), ``records(shared=True)`` hands out that copy instead of decoding.
+    end cost nothing per batch.
     """
 
-    __slots__ = ("_decoded", "_lines", "first_index", "task_names")
+    __slots__ = ("_lines", "first_index", "task_names")
 
-    def __init__(
-        self,
-        task_names: Sequence[str],
-        lines: Sequence[bytes],
-        first_index: int = 0,
-        decoded: Sequence[dict[str, Any] | None] | None = None,
-    ) -> None:
+    def __init__(self, task_names: Sequence[str], lines: Sequence[bytes], first_index: int = 0) -> None:
         self.task_names = task_names
         self._lines = lines
         self.first_index = first_index
-        self._decoded = decoded
 
     def __len__(self) -> int:
         return len(self._lines)
@@ -54,22 +46,11 @@ class DetailsBatch:
         """The raw JSON lines (one object per sample, see :mod:`evalsink.spool`)."""
         return self._lines
 
-    def records(self, task_name: str | None = None, *, shared: bool = False) -> Iterator[dict[str, Any]]:
-        """Decoded rows: dicts with ``task_name``, ``doc``, ``model_response`` and ``metric``.
-
-        Each call decodes fresh dicts that the caller owns. ``shared=True`` may instead return the
-        copies the logger made while logging (equal to the decoded JSON, much cheaper): every sink
-        receives the same objects, so they must not be modified.
-        """
-        decoded = self._decoded if shared else None
-        if decoded is None:
-            for task, line in zip(self.task_names, self._lines, strict=True):
-                if task_name is None or task == task_name:
-                    yield orjson.loads(line)
-            return
-        for task, line, record in zip(self.task_names, self._lines, decoded, strict=True):
+    def records(self, task_name: str | None = None) -> Iterator[dict[str, Any]]:
+        """Decoded rows: dicts with ``task_name``, ``doc``, ``model_response`` and ``metric``."""
+        for task, line in zip(self.task_names, self._lines, strict=True):
             if task_name is None or task == task_name:
-                yield record if record is not None else orjson.loads(line)
+                yield orjson.loads(line)
 
 
 def nanotron_run_and_step(info: Any) -> tuple[str | None, int | None]:

@@ -51,8 +51,6 @@ class DetailSpool:
         self._buffer = bytearray()  # the pending lines, newline-terminated, as they will be written
         self._starts = array("Q")  # where each pending line starts in the buffer
         self._pending_tasks: list[str] = []
-        self._pending_decoded: list[dict[str, Any] | None] = []
-        self._any_decoded = False
         self._offsets: dict[str, array[int]] = {}
         self._lengths: dict[str, array[int]] = {}
         self._oldest = 0.0  # when the oldest buffered sample was logged
@@ -60,14 +58,8 @@ class DetailSpool:
         self.corrupt_lines = 0  # lines skipped by reopen()
 
     # -- writing ---------------------------------------------------------------------------
-    def append(
-        self, task_name: str, line: bytes, decoded: dict[str, Any] | None = None
-    ) -> DetailsBatch | None:
-        """Buffer one encoded record (without newline); return the batch if this flushed it.
-
-        ``decoded`` is the record as ``orjson.loads(line)`` gives it, when the caller has it
-        (:mod:`evalsink.snapshot`): it rides along with the batch for sinks that convert rows.
-        """
+    def append(self, task_name: str, line: bytes) -> DetailsBatch | None:
+        """Buffer one encoded record (without newline); return the batch if this flushed it."""
         offsets = self._offsets.get(task_name)
         if offsets is None:
             offsets = self._offsets[task_name] = array("Q")
@@ -82,9 +74,6 @@ class DetailSpool:
         self._buffer += line
         self._buffer += b"\n"
         self._pending_tasks.append(task_name)
-        self._pending_decoded.append(decoded)
-        if decoded is not None:
-            self._any_decoded = True
         self._sequence += 1
         if (
             len(self._pending_tasks) >= self.flush_every
@@ -101,7 +90,6 @@ class DetailSpool:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "ab")  # noqa: SIM115 - held open for the run
         data, starts, tasks = self._buffer, self._starts, self._pending_tasks
-        decoded = self._pending_decoded if self._any_decoded else None
         self._file.write(data)
         self._file.flush()
         if self.fsync:
@@ -109,8 +97,7 @@ class DetailSpool:
         first = self._sequence - len(tasks)
         self._written += len(data)
         self._buffer, self._starts, self._pending_tasks = bytearray(), array("Q"), []
-        self._pending_decoded, self._any_decoded = [], False
-        return DetailsBatch(tasks, BufferLines(data, starts), first_index=first, decoded=decoded)
+        return DetailsBatch(tasks, BufferLines(data, starts), first_index=first)
 
     def close(self) -> None:
         self.flush()

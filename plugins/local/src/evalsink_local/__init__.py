@@ -76,7 +76,7 @@ class LocalSink(Sink):
             self._streaming = self._start_streaming(run)
             self._streaming_off = self._streaming is None
         if self._streaming is not None:
-            self._streaming.add(batch.records(shared=True))
+            self._streaming.add(batch.task_names, batch.lines())
 
     def _start_streaming(self, run: Run) -> StreamingDetails | None:
         """Stream only where save() can rename the files into place: details saved, on local disk."""

@@ -386,6 +386,75 @@ def _fast_schema(types: tuple[pa.DataType, ...]) -> pa.Schema | None:
     return None if any(_needs_encoding(field) for field in schema) else schema
 
 
+class JsonLinesConverter:
+    """The fast path for encoded rows: spool lines become a record batch of a known schema in
+    Arrow's JSON reader, without the GIL, instead of being decoded into Python objects first.
+
+    The reader is given the schema and refuses every value that does not fit it (a key the schema
+    lacks, a float in an integer column, a string or a bool in a number column): :meth:`convert`
+    returns None and the caller decodes the lines and converts them in Python, which decides
+    whether the file must take the full path. The one thing the reader accepts silently is an
+    integer beyond 2**53 in a ``double`` column (it rounds it, where the Python conversion
+    refuses), so a batch with any ``double`` at or beyond 2**53 in magnitude is refused too.
+    """
+
+    def __init__(self, schema: pa.Schema) -> None:
+        import pyarrow.json as pa_json
+
+        self.schema = schema
+        self._json = pa_json
+        self._parse = pa_json.ParseOptions(
+            explicit_schema=pa.schema([pa.field("task_name", pa.string()), *schema]),
+            unexpected_field_behavior="error",
+        )
+        self._read = pa_json.ReadOptions(use_threads=False, block_size=1 << 20)
+        self._doubles = [path for field in schema for path in _double_leaves(field.type, (field.name,))]
+
+    def convert(self, lines: list[bytes]) -> pa.RecordBatch | None:
+        data = b"\n".join(lines)
+        try:
+            table = self._json.read_json(
+                pa.BufferReader(data), read_options=self._read, parse_options=self._parse, memory_pool=_POOL
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            return None
+        if table.num_rows != len(lines):
+            return None
+        columns = [table.column(name).combine_chunks() for name in COLUMNS]
+        for path in self._doubles:
+            if _beyond_exact_doubles(columns[COLUMNS.index(path[0])], path[1:]):
+                return None
+        return pa.RecordBatch.from_arrays(columns, schema=self.schema)
+
+
+_EXACT_DOUBLE = float(2**53)
+
+
+def _double_leaves(kind: pa.DataType, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    if pa.types.is_struct(kind):
+        for index in range(kind.num_fields):
+            child = kind.field(index)
+            yield from _double_leaves(child.type, (*path, child.name))
+    elif pa.types.is_list(kind):
+        yield from _double_leaves(kind.value_type, (*path, ""))
+    elif pa.types.is_floating(kind):
+        yield path
+
+
+def _beyond_exact_doubles(array: pa.Array, path: tuple[str, ...]) -> bool:
+    """Whether the doubles at ``path`` (struct field names; "" steps into list items) hold a value
+    of magnitude 2**53 or more."""
+    import pyarrow.compute as pc
+
+    for step in path:
+        array = array.flatten() if step == "" else array.field(step)
+    if len(array) == array.null_count:
+        return False
+    extremes = pc.min_max(array)
+    low, high = extremes["min"].as_py(), extremes["max"].as_py()
+    return not (low > -_EXACT_DOUBLE and high < _EXACT_DOUBLE)
+
+
 def _write_fast(
     records: Iterable[dict[str, Any]], sink: IO[bytes], row_group_size: int, compression: str
 ) -> int:

@@ -1,12 +1,13 @@
 """Details converted to parquet while the evaluation runs, so that ``save()`` only publishes them.
 
-Converting at ``save()`` meant reading every sample back from the spool and decoding its JSON,
-which for lighteval-shaped rows cost more than the conversion itself, all after the evaluation
-had finished. Instead the sink converts each batch as it is delivered, from the copies the logger
-made while logging (``batch.records(shared=True)``, no JSON decoding), one row group at a time,
-on a thread of its own so the evaluation goes on meanwhile; writer threads encode, compress and
-write the row groups (Arrow does that without the GIL, on the other core) into staged files in
-the run's spool folder. ``save()`` renames each complete staged file into place.
+Converting at ``save()`` meant reading every sample back from the spool and decoding its JSON
+into Python objects, which for lighteval-shaped rows cost more than the logging, all after the
+evaluation had finished. Instead the sink takes each batch as it is delivered and a converter
+thread turns it into row groups while the evaluation goes on: a task's first row group is decoded
+and converted in Python (which fixes the file's schema), every later one goes from the JSON lines
+to Arrow in Arrow's JSON reader, which runs without the GIL (:class:`JsonLinesConverter`). Writer
+threads encode, compress and write the row groups (also without the GIL) into staged files in the
+run's spool folder. ``save()`` renames each complete staged file into place.
 
 Only the fast path of :mod:`evalsink_local.parquet` runs here, with the same row groups, so a
 staged file is the file ``save()`` would have written. A task is dropped from streaming, and
@@ -18,8 +19,8 @@ Memory stays bounded: a task holds fewer than ``row_group_size`` pending rows; a
 longer appears in the batches, or the least recently fed one once more than
 :data:`MAX_PENDING_GROUPS` row groups' worth of rows are pending or :data:`MAX_OPEN` tasks are
 open, has its file finished (and is dropped if it receives rows again); at most
-:data:`MAX_QUEUED_BATCHES` batches wait for the converter thread, and :data:`MAX_IN_FLIGHT` row
-groups for the writer threads.
+:data:`MAX_QUEUED_BATCHES` batches wait for the converter thread, and
+:data:`MAX_IN_FLIGHT_GROUPS` row groups' worth of converted rows for the writer threads.
 """
 
 from __future__ import annotations
@@ -30,15 +31,15 @@ import secrets
 import shutil
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evalsink_local.parquet import FastConverter, SchemaChangedError, open_writer
+from evalsink_local.parquet import FastConverter, JsonLinesConverter, SchemaChangedError, open_writer
 
 logger = logging.getLogger("evalsink")
 
@@ -46,9 +47,10 @@ MAX_OPEN = 8
 """Tasks with pending rows or an open file at once."""
 MAX_PENDING_GROUPS = 4
 """Pending rows of all tasks together, in row groups (so up to four interleaved tasks stream)."""
-MAX_IN_FLIGHT = 2
-"""Writes queued for the writer threads before the converter waits (each a converted row group)."""
-MAX_QUEUED_BATCHES = 1
+MAX_IN_FLIGHT_GROUPS = 2
+"""Converted rows waiting for the writer threads before the converter waits, in row groups (a
+single larger row group still goes through)."""
+MAX_QUEUED_BATCHES = 2
 """Delivered batches waiting for the converter before the sink's hook waits."""
 WRITER_THREADS = 2
 """Files are spread over this many writer threads (Arrow writes without the GIL: two cores)."""
@@ -83,13 +85,24 @@ def _alive(pid: int) -> bool:
 
 
 class _TaskFile:
-    __slots__ = ("closed", "converter", "dropped", "path", "pending", "rows", "writer", "writer_thread")
+    __slots__ = (
+        "closed",
+        "converter",
+        "dropped",
+        "json_converter",
+        "path",
+        "pending",
+        "rows",
+        "writer",
+        "writer_thread",
+    )
 
     def __init__(self, path: Path, writer_thread: ThreadPoolExecutor) -> None:
         self.path = path
         self.writer_thread = writer_thread  # every write of one file goes through one thread, in order
         self.converter = FastConverter()
-        self.pending: list[dict[str, Any]] = []
+        self.json_converter: JsonLinesConverter | None = None  # once the first row group set the schema
+        self.pending: list[bytes] = []
         self.rows = 0  # rows converted and handed to the writer thread
         self.writer: pq.ParquetWriter | None = None  # touched by the writer thread only
         self.closed = False
@@ -114,13 +127,14 @@ class StreamingDetails:
         self._converter: ThreadPoolExecutor | None = None
         self._writers: list[ThreadPoolExecutor] = []
         self._queued_batches = threading.BoundedSemaphore(MAX_QUEUED_BATCHES)
-        self._writes = threading.BoundedSemaphore(MAX_IN_FLIGHT)
+        self._in_flight = 0  # converted rows handed to the writer threads and not written yet
+        self._written = threading.Condition()
         self._broken: BaseException | None = None
 
     # -- the sink's thread -----------------------------------------------------------------
-    def add(self, records: Iterable[dict[str, Any]]) -> None:
-        """Queue one delivered batch (records of possibly several tasks, in logging order)."""
-        rows = list(records)
+    def add(self, task_names: Sequence[str], lines: Sequence[bytes]) -> None:
+        """Queue one delivered batch: its samples' task names and spool lines, in logging order."""
+        rows = list(zip(task_names, lines, strict=True))
         if self._converter is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._converter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalsink-local-convert")
@@ -175,7 +189,7 @@ class StreamingDetails:
         self._writers = []
 
     # -- the converter thread --------------------------------------------------------------
-    def _add_now(self, records: list[dict[str, Any]]) -> None:
+    def _add_now(self, records: list[tuple[str, bytes]]) -> None:
         if self._broken is not None:
             return
         try:
@@ -189,10 +203,10 @@ class StreamingDetails:
                 exc_info=exc,
             )
 
-    def _add_batch(self, records: list[dict[str, Any]]) -> None:
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for record in records:
-            groups.setdefault(record["task_name"], []).append(record)
+    def _add_batch(self, records: list[tuple[str, bytes]]) -> None:
+        groups: dict[str, list[bytes]] = {}
+        for task_name, line in records:
+            groups.setdefault(task_name, []).append(line)
         for task_name in [name for name in self._open if name not in groups]:
             self._close(task_name)  # not in this batch: its samples have most likely all come
         for task_name, rows in groups.items():
@@ -222,15 +236,21 @@ class StreamingDetails:
                 self._close(task_name)
 
     def _convert(self, task_name: str, task: _TaskFile, count: int) -> None:
-        rows, task.pending = task.pending[:count], task.pending[count:]
-        self._pending_rows -= len(rows)
-        try:
-            batch = task.converter.convert(rows)
-        except SchemaChangedError:
-            self._drop(task_name, task, "its rows do not keep one schema")
-            return
-        task.rows += len(rows)
-        self._run(task, lambda: self._write(task, batch))
+        lines, task.pending = task.pending[:count], task.pending[count:]
+        self._pending_rows -= len(lines)
+        batch = None
+        if task.converter.schema is not None:  # the file's schema is fixed: try Arrow's JSON reader
+            if task.json_converter is None:
+                task.json_converter = JsonLinesConverter(task.converter.schema)
+            batch = task.json_converter.convert(lines)
+        if batch is None:  # the first row group, or lines the JSON reader refused: decode them
+            try:
+                batch = task.converter.convert([orjson.loads(line) for line in lines])
+            except SchemaChangedError:
+                self._drop(task_name, task, "its rows do not keep one schema")
+                return
+        task.rows += len(lines)
+        self._run(task, lambda: self._write(task, batch), rows=len(lines))
 
     def _close(self, task_name: str) -> None:
         task = self._open.pop(task_name)
@@ -248,14 +268,23 @@ class StreamingDetails:
         task.dropped = why
         self._run(task, lambda: self._end(task))
 
-    def _run(self, task: _TaskFile, work: Callable[[], None]) -> None:
-        self._writes.acquire()
+    def _run(self, task: _TaskFile, work: Callable[[], None], rows: int = 0) -> None:
+        """Queue work on the task's writer thread; wait first while too many converted rows are queued."""
+        limit = MAX_IN_FLIGHT_GROUPS * self.row_group_size
+        with self._written:
+            self._written.wait_for(lambda: self._in_flight == 0 or self._in_flight + rows <= limit)
+            self._in_flight += rows
         try:
             future = task.writer_thread.submit(work)
         except BaseException:
-            self._writes.release()
+            self._done(rows)
             raise
-        future.add_done_callback(lambda _: self._writes.release())
+        future.add_done_callback(lambda _: self._done(rows))
+
+    def _done(self, rows: int) -> None:
+        with self._written:
+            self._in_flight -= rows
+            self._written.notify_all()
 
     # -- the writer threads ----------------------------------------------------------------
     def _write(self, task: _TaskFile, batch: pa.RecordBatch | None) -> None:
