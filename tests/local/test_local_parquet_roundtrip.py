@@ -80,6 +80,22 @@ def test_row_groups_follow_row_group_size(saved: tuple[dict[str, str], dict[str,
         assert sum(sizes) == len(expected[task])
 
 
+def test_numbers_have_statistics_and_text_has_none(
+    saved: tuple[dict[str, str], dict[str, list[Any]]],
+) -> None:
+    paths, _ = saved
+    for path in paths.values():
+        row_group = pq.ParquetFile(path).metadata.row_group(0)
+        columns = {
+            row_group.column(i).path_in_schema: row_group.column(i) for i in range(row_group.num_columns)
+        }
+        assert columns["model_response.truncated_tokens_count"].statistics.has_min_max
+        assert columns["model_response.input_tokens.list.element"].statistics.has_min_max
+        assert columns["doc.query"].statistics is None or not columns["doc.query"].statistics.has_min_max
+        assert "RLE_DICTIONARY" in columns["doc.query"].encodings  # text: dictionary-encoded
+        assert "RLE_DICTIONARY" not in columns["model_response.input_tokens.list.element"].encodings
+
+
 def test_pandas_reads_the_same_rows(saved: tuple[dict[str, str], dict[str, list[Any]]]) -> None:
     paths, expected = saved
     for task, path in paths.items():
