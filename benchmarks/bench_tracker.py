@@ -188,7 +188,7 @@ def run_tracker(tasks: int, samples: int, out: Path, profile: str | None) -> dic
     # before save(), which may delete them: the spool, and the parquet files the local sink has
     # already written in the background (staged beside the spool until save() renames them)
     spool_mb = sum(p.stat().st_size for p in (out / ".evalsink").rglob("*.jsonl")) / 1e6
-    staged_mb = sum(p.stat().st_size for p in (out / ".evalsink").rglob("*.parquet")) / 1e6
+    staged_mb = sum(p.stat().st_size for p in (out / ".evalsink").rglob("*.parquet.part")) / 1e6
     if profiler:
         profiler.disable()
         profiler.dump_stats(f"{profile}.log.prof")

@@ -197,8 +197,15 @@ def test_clear_errors_for_missing_or_ambiguous_runs(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_never_loses_flushed_samples(tmp_path: Path) -> None:
-    """Kill a child that logs and saves at seeded random moments; check files and recovery each time."""
+def test_sigkill_at_random_moments_never_loses_flushed_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kill a child that logs and saves at seeded random moments; check files and recovery each time.
+
+    Row groups of 50 rows, so the local sink's streaming conversion writes staged files while the
+    child logs: kills land in it too, and recovery must not mind what a dead process staged.
+    """
+    monkeypatch.setenv("EVALSINK_LOCAL__ROW_GROUP_SIZE", "50")
     rng = random.Random(20261127)
     for attempt in range(8):
         workdir = tmp_path / f"attempt{attempt}"
@@ -233,6 +240,8 @@ def test_sigkill_at_random_moments_never_loses_flushed_samples(tmp_path: Path) -
         rows = pq.read_table(newest).to_pylist()
         assert len(rows) >= flushed
         assert [row["doc"]["query"] for row in rows] == [f"q{i}" for i in range(len(rows))]
+        assert find_runs(output) == []
+        assert not (output / ".evalsink").exists()  # spool and staged files of the dead child gone
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

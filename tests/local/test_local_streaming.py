@@ -197,10 +197,10 @@ def test_staged_files_are_removed_when_the_run_fails(tmp_path: Path) -> None:
         for i in range(40):
             task, doc, response, metrics = _sample("crash|0", i)
             tracker.details_logger.log(task, doc, response, metrics)
-        staged = list((tmp_path / "out" / ".evalsink").rglob("*.parquet"))
+        staged = list((tmp_path / "out" / ".evalsink").rglob("*.parquet.part"))
         assert staged  # streaming was under way
         raise RuntimeError("evaluation crashed")
-    assert list((tmp_path / "out" / ".evalsink").rglob("*.parquet")) == []
+    assert list((tmp_path / "out" / ".evalsink").rglob("*.parquet.part")) == []
     assert list((tmp_path / "out" / ".evalsink").rglob("details-*.jsonl"))  # the spool is kept
 
 

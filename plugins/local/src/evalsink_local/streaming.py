@@ -213,7 +213,7 @@ class StreamingDetails:
             task = self._tasks.get(task_name)
             if task is None:
                 writer_thread = self._writers[len(self._tasks) % len(self._writers)]
-                path = self.folder / f"{secrets.token_hex(8)}.parquet"
+                path = self.folder / f"{secrets.token_hex(8)}.parquet.part"  # not a .parquet until adopted
                 task = self._tasks[task_name] = _TaskFile(path, writer_thread)
             if task.dropped:
                 continue
