@@ -447,6 +447,42 @@ def test_redact_secrets_hides_containers_of_strings_under_a_secret_key(config: d
 
 
 @pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        (
+            "pretrained=org/model,api_key=sk-live-1,revision=main",
+            "pretrained=org/model,api_key=**********,revision=main",
+        ),
+        ("https://user:p4ss-word@proxy:8080/v1", "https://user:**********@proxy:8080/v1"),
+        ("https://host/api?token=abc123&model=x", "https://host/api?token=**********&model=x"),
+        ("hf_token=hf_live other=1", "hf_token=********** other=1"),
+        ("db.password=zz;port=5432", "db.password=**********;port=5432"),
+        (
+            "max_new_tokens=256,pad_token=<pad>,eos_token_id=2",
+            "max_new_tokens=256,pad_token=<pad>,eos_token_id=2",
+        ),
+        ("https://user@host/path", "https://user@host/path"),
+        ("a = b, x=y and me@example.com", "a = b, x=y and me@example.com"),
+    ],
+    ids=[
+        "model_args",
+        "url-password",
+        "query-string",
+        "space-separated",
+        "dotted-key",
+        "tokenizer-args",
+        "url-without-password",
+        "no-credential",
+    ],
+)
+def test_redact_secrets_finds_credentials_written_inside_strings(text: str, redacted: str) -> None:
+    assert jsonsafe.redact_secrets({"model_args": text, "nested": [text]}) == {
+        "model_args": redacted,
+        "nested": [redacted],
+    }
+
+
+@pytest.mark.parametrize(
     "key", [Color.RED, dt.datetime(2025, 11, 5, 14, 43, 47), dt.date(2025, 11, 5), 7, 2.5, None]
 )
 def test_an_accepted_non_string_key_is_not_blamed_for_another_fields_failure(key: Any) -> None:

@@ -7,8 +7,9 @@ loopback Hub), trackio (local) and wandb (offline), with
 * a ``SecretStr`` token in the hub and in the tensorboard sink configs (two more);
 * a model config (a dataclass, a mapping or a pydantic model) whose fields ``api_key``,
   ``hf_token``, ``password``, ``client_secret`` and ``auth_token`` hold sentinels, at the top and
-  nested (a dataclass, a dict, a list of dicts, a ``SecretStr``, camelCase names), plus secret
-  fields in the generation parameters and a task config.
+  nested (a dataclass, a dict, a list of dicts, a ``SecretStr``, camelCase names), written into
+  strings (an ``api_key=`` in a lighteval ``model_args`` string, the password of a URL in a field
+  whose name says nothing), plus secret fields in the generation parameters and a task config.
 
 Then every sentinel is searched for, as text and base64 (each of the three alignments, standard
 and URL-safe alphabets), in: every file below the test's folder (output folder with the results,
@@ -75,6 +76,8 @@ SECRETS = {
     "camelCase clientSecret": _sentinel("CamelClientSecret"),
     "generation api_key": _sentinel("GenerationApiKey"),
     "task hf_token": _sentinel("TaskHfToken"),
+    "model_args api_key=": _sentinel("ModelArgsApiKey"),
+    "URL password": _sentinel("UrlPassword"),
 }
 CANARY = _sentinel("CanaryModelRevision")  # a model config field that is not a secret
 DOC_CANARY = _sentinel("CanaryQuery")  # a details value
@@ -102,6 +105,7 @@ class ModelConfig:
     login: Any
     accessToken: str  # noqa: N815 - the camelCase a JavaScript-minded config would use
     clientSecret: str  # noqa: N815
+    model_args: str  # lighteval's "key=value,..." string
 
 
 class Credentials(pydantic.BaseModel):
@@ -119,7 +123,11 @@ def model_config(form: str) -> Any:
         "password": SECRETS["model password"],
         "client_secret": SECRETS["model client_secret"],
         "auth_token": SECRETS["model auth_token"],
-        "endpoint": Endpoint(url="http://127.0.0.1:1", auth_token=SECRETS["nested dataclass auth_token"]),
+        "endpoint": Endpoint(
+            url=f"http://me:{SECRETS['URL password']}@127.0.0.1:1",  # a field whose name says nothing
+            auth_token=SECRETS["nested dataclass auth_token"],
+        ),
+        "model_args": f"pretrained=org/tiny-model,api_key={SECRETS['model_args api_key=']},revision=main",
         "extra": {"batch_size": 8, "db": {"password": SECRETS["nested dict password"]}},
         "servers": [{"name": "a", "api_key": SECRETS["nested list api_key"]}],
         "login": Credentials(

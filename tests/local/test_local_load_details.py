@@ -86,6 +86,26 @@ def test_missing_tasks_are_named(two_runs: Any) -> None:
         tracker.load_details_datasets("last", ["mmlu"])  # a prefix is not a task name
 
 
+def test_first_and_last_skip_a_save_without_its_results_file(two_runs: Any) -> None:
+    """A details folder without its results file is an incomplete save (on an object store the
+    results file is written last): 'first' and 'last' pass over it, its date id still reads it."""
+    tracker, dates, expected = two_runs
+    root = Path(tracker.output.root)
+    for date_id in dates:  # both runs lose their results: neither is complete any more
+        (root / "results" / "org" / "model" / f"results_{date_id}.json").rename(root / f"kept_{date_id}.json")
+    (root / f"kept_{dates[0]}.json").rename(root / "results" / "org" / "model" / f"results_{dates[0]}.json")
+
+    assert tracker.load_details_datasets("last", [ANATOMY])[ANATOMY].to_list() == expected[0][ANATOMY]
+    assert tracker.load_details_datasets("first", [ANATOMY])[ANATOMY].to_list() == expected[0][ANATOMY]
+    assert tracker.load_details_datasets(dates[1], [ANATOMY])[ANATOMY].to_list() == expected[1][ANATOMY]
+
+    (root / "results" / "org" / "model" / f"results_{dates[0]}.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no complete run .* pass a date id") as info:
+        tracker.load_details_datasets("last", [ANATOMY])
+    assert dates[0] in str(info.value)
+    assert dates[1] in str(info.value)
+
+
 def test_unknown_date_id_and_no_saved_run(
     two_runs: Any, make_tracker: Callable[..., EvaluationTracker]
 ) -> None:

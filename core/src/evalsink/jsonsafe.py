@@ -140,12 +140,32 @@ def looks_secret(key: str) -> bool:
     return bool(_SECRET_KEY.search(lowered)) and not _NOT_SECRET.search(lowered)
 
 
+_URL_PASSWORD = re.compile(r"(?<=://)([^/\s:@]*):([^/\s@]+)@")
+_KEY_VALUE = re.compile(r"(?<![\w.\-])([A-Za-z_][\w.\-]*)=([^,;&\s]+)")
+
+
+def _redact_text(text: str) -> str:
+    """Credentials inside a string: a URL's password (``https://user:secret@host``) and the values
+    of secret-looking keys in ``key=value`` lists (lighteval's ``model_args``
+    ``"pretrained=...,api_key=..."``, URL query strings)."""
+    if "=" not in text and "@" not in text:
+        return text
+    text = _URL_PASSWORD.sub(rf"\1:{REDACTED}@", text)
+    return _KEY_VALUE.sub(
+        lambda match: f"{match[1]}={REDACTED}" if looks_secret(match[1]) else match[0],
+        text,
+    )
+
+
 def redact_secrets(value: Any) -> Any:
     """Replace values under secret-looking keys, at any depth, in plain JSON data.
 
     Booleans, numbers and nulls cannot hold a credential and are kept (``use_auth_token: true``);
-    strings and whole containers (``api_keys: [...]``) are replaced.
+    strings and whole containers (``api_keys: [...]``) are replaced. Other strings keep their
+    text, less the credentials written into it (:func:`_redact_text`).
     """
+    if isinstance(value, str):
+        return _redact_text(value)
     if isinstance(value, dict):
         return {
             key: (

@@ -25,19 +25,33 @@ def saved_tasks(
 ) -> tuple[str, dict[str, str]]:
     """(resolved date_id, {file-name part of the task: path or URL}) of a saved run.
 
-    ``date_id`` may be ``first`` or ``last``. File-name parts are the task names as
+    ``date_id`` may be ``first`` or ``last``: the first or last run whose results file exists.
+    A details folder without its results file is a save that did not complete (on an object
+    store the results file is written last, as the run's commit marker); it is read only when
+    asked for by its date id. File-name parts are the task names as
     :func:`evalsink.paths.task_file_part` wrote them.
     """
     layout = layout_for(output, model_name, results_path_template, details_path_template)
     if date_id in {"first", "last"}:
-        folders = [
-            name
-            for name, is_dir in layout.details.listdir(layout.details_prefix)
-            if is_dir and _DATE_ID.match(name)  # not the folder of another model named org/<this>
-        ]
+        folders = sorted(
+            (
+                name
+                for name, is_dir in layout.details.listdir(layout.details_prefix)
+                if is_dir and _DATE_ID.match(name)  # not the folder of another model named org/<this>
+            ),
+            reverse=date_id == "last",
+        )
         if not folders:
             raise FileNotFoundError(f"no saved details under {layout.details.display(layout.details_prefix)}")
-        date_id = max(folders) if date_id == "last" else min(folders)
+        complete = next((name for name in folders if layout.results.exists(layout.results_file(name))), None)
+        if complete is None:
+            raise FileNotFoundError(
+                f"no complete run under {layout.details.display(layout.details_prefix)}: no details "
+                f"folder ({', '.join(folders)}) has its results file "
+                f"{layout.results.display(layout.results_file('<date_id>'))}; "
+                "pass a date id to read an incomplete save"
+            )
+        date_id = complete
     folder = layout.details_folder(date_id)
     prefix, suffix = "details_", f"_{date_id}.parquet"
     files = {
