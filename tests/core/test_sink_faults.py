@@ -119,3 +119,39 @@ def test_hook_timeout_is_validated(make_tracker: Callable[..., EvaluationTracker
 
     with pytest.raises(SinkConfigError, match="hook_timeout"):
         make_tracker(sink_config={"recorder": {"hook_timeout": 0}})
+
+
+def test_ctrl_c_during_save_does_not_wait_for_a_sink_still_at_work(
+    make_tracker: Callable[..., EvaluationTracker], log: Callable[..., None], tmp_path: Path
+) -> None:
+    """Ctrl-C while ``save()`` waits on a slow sink: the interrupt goes through at once, and
+    ``run_finished`` does not queue behind the sink's running call (up to its ``hook_timeout``)."""
+    import signal
+
+    tracker = make_tracker(
+        sinks=["local", "recorder", "flaky"],
+        sink_config={"flaky": {"fail_in": "results_saved", "hang_seconds": 5.0, "hook_timeout": 600}},
+        flush_every=5,
+    )
+    log(tracker, "custom|t|0", 12)
+    main = threading.main_thread().ident
+    assert main is not None
+    timer = threading.Timer(0.5, signal.pthread_kill, (main, signal.SIGINT))  # Ctrl-C, to the waiting thread
+    started = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        tracker.save()
+    elapsed = time.monotonic() - started
+    timer.cancel()
+
+    assert elapsed < 3.0  # neither the 5 s of work nor the 600 s hook_timeout
+    flaky = tracker.sink_outcomes["flaky"]
+    assert flaky.timed_out
+    assert flaky.errors == [
+        "evalsink_results_saved: interrupted (KeyboardInterrupt) while the sink was still working; "
+        "left running in the background"
+    ]
+    # the sinks that were done got run_finished (failed, as the run was interrupted); flaky did not
+    finished = [(who, info) for who, hook, info in evalsink_recorder.CALLS if hook == "run_finished"]
+    assert [who for who, _ in finished] == ["recorder"]
+    assert len(local_files(tmp_path / "out")) == 2  # the local files were written before the interrupt

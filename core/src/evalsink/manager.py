@@ -83,13 +83,22 @@ class SinkManager:
                 continue
             started = time.perf_counter()
             arguments = {arg: kwargs[arg] for arg in impl.argnames}
+            thread = self._threads.get(name)
             try:
-                thread = self._threads.get(name)
                 if thread is None:
                     result = impl.function(**arguments)
                 else:
                     result = thread.call(impl.function, arguments, self._timeouts[name] or 0.0)
-            except Exception as exc:
+            except BaseException as exc:
+                if not isinstance(exc, Exception):  # Ctrl-C (or exit) while the caller waited
+                    if thread is not None and thread.busy:
+                        outcome.timed_out = True  # no later hook waits behind the running call
+                        outcome.errors.append(
+                            f"{hook}: interrupted ({type(exc).__name__}) while the sink was still "
+                            "working; left running in the background"
+                        )
+                        outcome.failed_hooks.append(hook)
+                    raise
                 outcome.timed_out = isinstance(exc, HookTimeoutError)
                 outcome.outputs.extend(str(item) for item in getattr(exc, "outputs", ()) or ())
                 outcome.errors.append(f"{hook}: {type(exc).__name__}: {exc}")

@@ -43,11 +43,19 @@ class SinkThread:
         self.name = name
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._last: _Call | None = None
         _ALL.add(self)
+
+    @property
+    def busy(self) -> bool:
+        """Whether the last call handed to the thread is still running (its caller stopped
+        waiting: a timeout, or an interrupt such as Ctrl-C)."""
+        return self._last is not None and not self._last.done.is_set()
 
     def _forget_thread(self) -> None:
         self._calls = queue.SimpleQueue()
         self._thread = None
+        self._last = None
 
     def call(self, function: Callable[..., Any], kwargs: dict[str, Any], timeout: float) -> Any:
         """Run ``function(**kwargs)`` on the sink's thread; raise what it raised, or HookTimeoutError."""
@@ -58,7 +66,7 @@ class SinkThread:
             except RuntimeError:  # no new threads at interpreter shutdown (atexit): call inline
                 return function(**kwargs)
             self._thread = thread
-        call = _Call(function, kwargs)
+        call = self._last = _Call(function, kwargs)
         self._calls.put(call)
         if not call.done.wait(timeout):
             raise HookTimeoutError(
