@@ -233,3 +233,23 @@ def test_outputs_that_are_not_local_folders_are_converted_at_save(
         tracker.details_logger.log(task, doc, response, metrics)
     assert tracker.save().ok
     assert converted_at_save == ["remote|0"]
+
+
+@pytest.mark.parametrize("where", ["add", "finish"])
+def test_streaming_that_breaks_down_leaves_every_task_to_save(
+    tmp_path: Path,
+    converted_at_save: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    where: str,
+) -> None:
+    def broken(self: Any, *args: Any) -> Any:
+        raise OSError(f"streaming {where} broke (injected)")
+
+    monkeypatch.setattr(evalsink_local.streaming.StreamingDetails, where, broken)
+    samples = [_sample(f"broken|{t}|0", i) for t in range(2) for i in range(30)]
+    with caplog.at_level(logging.WARNING, logger="evalsink"):
+        _both(tmp_path, samples, converted_at_save)  # the same files, and the report is ok
+    assert converted_at_save == ["broken|0|0", "broken|1|0"]
+    assert f"streaming {where} broke (injected)" in caplog.text
+    assert "every task will be converted at save() instead" in caplog.text

@@ -18,6 +18,8 @@ pyarrow is imported only when this sink is enabled.
 from __future__ import annotations
 
 import functools
+import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from evalsink_local.streaming import StreamingDetails
 
 __all__ = ["DetailsWriteError", "LocalSink", "LocalSinkConfig", "RunNotPublishedError"]
+
+logger = logging.getLogger("evalsink")
 
 
 class LocalSinkConfig(SinkConfig):
@@ -72,11 +76,28 @@ class LocalSink(Sink):
 
     @hookimpl
     def evalsink_details_batch(self, run: Run, batch: DetailsBatch) -> None:
-        if self._streaming is None and not self._streaming_off:
-            self._streaming = self._start_streaming(run)
-            self._streaming_off = self._streaming is None
-        if self._streaming is not None:
-            self._streaming.add(batch.task_names, batch.lines())
+        """Hand the batch to the streaming conversion. It is only a head start: if it cannot go
+        on, it is stopped with a warning and save() converts every task from the spool."""
+        try:
+            if self._streaming is None and not self._streaming_off:
+                self._streaming = self._start_streaming(run)
+                self._streaming_off = self._streaming is None
+            if self._streaming is not None:
+                self._streaming.add(batch.task_names, batch.lines())
+        except Exception as exc:
+            self._stop_streaming(exc)
+
+    def _stop_streaming(self, error: Exception) -> None:
+        logger.warning(
+            "local sink: converting details while the run goes on failed (%s: %s); every task "
+            "will be converted at save() instead",
+            type(error).__name__,
+            error,
+            exc_info=error,
+        )
+        streaming, self._streaming, self._streaming_off = self._streaming, None, True
+        if streaming is not None:
+            streaming.discard()
 
     def _start_streaming(self, run: Run) -> StreamingDetails | None:
         """Stream only where save() can rename the files into place: details saved, on local disk."""
@@ -205,7 +226,12 @@ class LocalSink(Sink):
             return None
 
         try:
-            streamed = self._streaming.finish(run.details.count) if self._streaming is not None else {}
+            streamed: dict[str, Path] = {}
+            if self._streaming is not None:
+                try:
+                    streamed = self._streaming.finish(run.details.count)
+                except Exception as exc:
+                    self._stop_streaming(exc)
             tasks_left.update(
                 task
                 for task in tasks
