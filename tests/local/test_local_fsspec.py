@@ -128,7 +128,10 @@ def test_memory_url_writer_exception_leaves_no_partial_file(
         return real(records, *args, **kwargs)
 
     monkeypatch.setattr(evalsink_local.parquet, "write_details", failing)
-    tracker = make_tracker(output_dir=URL, sink_config={"local": {"row_group_size": 3}})
+    # the failure is injected into the conversion at save(): nothing is streamed before it
+    tracker = make_tracker(
+        output_dir=URL, sink_config={"local": {"row_group_size": 3, "stream_details": False}}
+    )
     for i in range(20):
         tracker.details_logger.log("b|0", {"query": f"q{i}"}, {"text": ["x"]}, {"acc": 1.0})
     with pytest.raises(SinkFailedError):

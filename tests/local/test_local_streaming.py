@@ -224,15 +224,37 @@ def test_staging_left_by_a_dead_process_is_removed(tmp_path: Path) -> None:
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted([alive.name, other_host.name])
 
 
-def test_outputs_that_are_not_local_folders_are_converted_at_save(
+def test_outputs_that_are_not_local_folders_get_the_staged_files_uploaded(
     memory_fs: Any, converted_at_save: list[str]
 ) -> None:
-    tracker = EvaluationTracker("memory://evalsink-test/stream", sinks=["local"], flush_every=5)
-    for i in range(30):
-        task, doc, response, metrics = _sample("remote|0", i)
-        tracker.details_logger.log(task, doc, response, metrics)
-    assert tracker.save().ok
-    assert converted_at_save == ["remote|0"]
+    """memory:// stands for an object store: streaming stages files on local disk beside the
+    spool, and save() uploads them as they are instead of converting."""
+    files = {}
+    for stream in (False, True):
+        tracker = EvaluationTracker(
+            f"memory://evalsink-test/stream-{stream}",
+            sinks=["local"],
+            sink_config={"local": {"row_group_size": 10, "stream_details": stream}},
+            flush_every=25,
+        )
+        tracker.general_config_logger.log_model_info(model_name="org/model")
+        for t in range(3):
+            for i in range(30):
+                task, doc, response, metrics = _sample(f"remote|{t}|0", i)
+                tracker.details_logger.log(task, doc, response, metrics)
+        report = tracker.save()
+        assert report.ok, report
+        date_id = str(report.date_id)
+        root = f"/evalsink-test/stream-{stream}"
+        folder = f"{root}/details/org/model/{date_id}"
+        files[stream] = {
+            path.rsplit("/", 1)[1].replace(date_id, "D"): memory_fs.cat_file(path)
+            for path in memory_fs.ls(folder, detail=False)
+        }
+        assert memory_fs.exists(f"{root}/results/org/model/results_{date_id}.json")
+    assert converted_at_save == ["remote|0|0", "remote|1|0", "remote|2|0"]  # the unstreamed run's only
+    assert files[True] == files[False]
+    assert len(files[True]) == 3
 
 
 @pytest.mark.parametrize("where", ["add", "finish"])

@@ -146,7 +146,10 @@ def test_the_spool_stays_on_local_disk_and_is_removed_after_success(
 
     run_folder = spools / "evalsink-runs" / "spooled"
     assert tracker.details_logger.spool.path.parent == run_folder
-    assert sorted(path.suffix for path in run_folder.iterdir()) == [".json", ".jsonl"]  # spool and manifest
+    # spool, manifest, and the local sink's staged parquet files (uploaded as they are at save())
+    assert sorted(path.suffix for path in run_folder.iterdir() if path.is_file()) == [".json", ".jsonl"]
+    [staging] = [path for path in run_folder.iterdir() if path.is_dir()]
+    assert staging.name.startswith("local-staged-")
     assert bucket.list_keys() == []  # nothing is written to the store before save()
     assert [run.run_id for run in find_runs(bucket.url("evals"))] == ["spooled"]
 
@@ -171,7 +174,8 @@ def test_data_that_fails_to_convert_still_gets_its_results_file(
         return real(records, *args, **kwargs)
 
     monkeypatch.setattr(evalsink_local.parquet, "write_details", failing)
-    tracker = make_tracker(bucket.url("evals"))
+    # the failure is injected into the conversion at save(): nothing is streamed before it
+    tracker = make_tracker(bucket.url("evals"), sink_config={"local": {"stream_details": False}})
     expected = _log_run(tracker)
     first_gsm8k_query = expected[TASKS[1]][3]["doc"]["query"]
 

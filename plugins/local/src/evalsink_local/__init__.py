@@ -3,8 +3,9 @@
 Every file is published atomically (see :mod:`evalsink.storage`); the order of the files differs
 with where they go:
 
-* on local disk, results are written first, then each task's details are converted from the run's
-  spool and published together, by renames, so a details problem never costs the results;
+* on local disk, results are written first, then each task's details file — converted while the
+  run went on (:mod:`evalsink_local.streaming`), or now from the run's spool — is published with
+  the others, by renames, so a details problem never costs the results;
 * anywhere else (an object store has no rename, so each file is published on its own), the
   details go first and the results file last: it is the run's commit marker — a reader that finds
   ``results_<date_id>.json`` finds every details file of the run that could be written. It is
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -51,8 +53,8 @@ class LocalSinkConfig(SinkConfig):
     """Parquet compression codec of the details files."""
     stream_details: bool = Field(
         default=True,
-        description="Convert details to parquet while the evaluation runs (local outputs only), so "
-        "save() mostly renames finished files; off: everything is converted at save().",
+        description="Convert details to parquet while the evaluation runs, so save() only renames "
+        "(local folders) or uploads (other outputs) finished files; off: everything is converted at save().",
     )
     details_path_template: str | None = Field(
         default=None,
@@ -64,8 +66,8 @@ class LocalSinkConfig(SinkConfig):
 class LocalSink(Sink):
     """Writes ``results/{model}/results_{date}.json`` and ``details/{model}/{date}/*.parquet``.
 
-    On local disk the details are converted while the evaluation runs (:mod:`evalsink_local.streaming`),
-    so ``save()`` mostly renames finished files into place.
+    The details are converted while the evaluation runs (:mod:`evalsink_local.streaming`), so
+    ``save()`` mostly renames finished files into place, or uploads them to an object store.
     """
 
     config_model = LocalSinkConfig
@@ -100,21 +102,16 @@ class LocalSink(Sink):
             streaming.discard()
 
     def _start_streaming(self, run: Run) -> StreamingDetails | None:
-        """Stream only where save() can rename the files into place: details saved, on local disk."""
+        """Stage files beside the spool (on local disk whatever the output): save() renames them
+        into a local output folder, or uploads them as they are to any other."""
         if not self.config.stream_details or not run.settings.save_details:
             return None
         import os
         import secrets
         import socket
 
-        from evalsink_local.layout import layout_for
         from evalsink_local.streaming import STAGING_PREFIX, StreamingDetails, remove_stale_staging
 
-        layout = layout_for(
-            run.output, run.model_name, run.settings.results_path_template, self.config.details_path_template
-        )
-        if not layout.details.is_local:
-            return None
         folder = run.details.path.parent
         remove_stale_staging(folder)
         return StreamingDetails(
@@ -211,13 +208,18 @@ class LocalSink(Sink):
                 return None  # streamed while the evaluation ran, adopted above
             if store_failed.is_set():
                 return NotAttemptedError("not attempted: the output store failed on an earlier file")
+            target = layout.details_file(task_name, run.date_id or "")
             try:
-                write_details(
-                    functools.partial(run.details.iter_records, task_name),
-                    functools.partial(batch.open, layout.details_file(task_name, run.date_id or "")),
-                    row_group_size=self.config.row_group_size,
-                    compression=self.config.compression,
-                )
+                if task_name in streamed:  # converted already; an object store gets the file as it is
+                    with open(streamed[task_name], "rb") as staged, batch.open(target) as handle:
+                        shutil.copyfileobj(staged, handle, 1 << 20)
+                else:
+                    write_details(
+                        functools.partial(run.details.iter_records, task_name),
+                        functools.partial(batch.open, target),
+                        row_group_size=self.config.row_group_size,
+                        compression=self.config.compression,
+                    )
             except OutputWriteError as exc:
                 store_failed.set()
                 return exc
@@ -225,8 +227,8 @@ class LocalSink(Sink):
                 return exc
             return None
 
+        streamed: dict[str, Path] = {}
         try:
-            streamed: dict[str, Path] = {}
             if self._streaming is not None:
                 try:
                     streamed = self._streaming.finish(run.details.count)
