@@ -130,6 +130,7 @@ class StreamingDetails:
         self._in_flight = 0  # converted rows handed to the writer threads and not written yet
         self._written = threading.Condition()
         self._broken: BaseException | None = None
+        self._discarding = False
 
     # -- the sink's thread -----------------------------------------------------------------
     def add(self, task_names: Sequence[str], lines: Sequence[bytes]) -> None:
@@ -172,9 +173,14 @@ class StreamingDetails:
         return complete
 
     def discard(self) -> None:
-        """Stop the threads and delete what is still staged (after save(), or a failed run)."""
+        """Stop the threads and delete what is still staged (after save(), or a failed run).
+
+        Queued batches are dropped and queued writes skipped: after a failure (or Ctrl-C) there is
+        no point converting what is about to be deleted.
+        """
+        self._discarding = True
         if self._converter is not None:
-            self._converter.shutdown(wait=True)
+            self._converter.shutdown(wait=True, cancel_futures=True)
             self._converter = None
         self._wait_for_writers()
         for task in self._tasks.values():
@@ -190,7 +196,7 @@ class StreamingDetails:
 
     # -- the converter thread --------------------------------------------------------------
     def _add_now(self, records: list[tuple[str, bytes]]) -> None:
-        if self._broken is not None:
+        if self._broken is not None or self._discarding:
             return
         try:
             self._add_batch(records)
@@ -289,7 +295,7 @@ class StreamingDetails:
     # -- the writer threads ----------------------------------------------------------------
     def _write(self, task: _TaskFile, batch: pa.RecordBatch | None) -> None:
         """Write a row group, or (``batch`` None) finish the file; a failure drops the task."""
-        if task.dropped:
+        if task.dropped or self._discarding:
             return
         try:
             if batch is not None:
