@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import evalsink_recorder
@@ -60,3 +62,34 @@ def log_samples(
         value = float(i % 2)
         tracker.details_logger.log(task, doc, response, {metric: value})
         tracker.metrics_logger.log(task, {metric: value})
+
+
+def save_run(
+    output: Path,
+    samples: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    model: str = "org/m",
+    prompt: str = "question",
+    task_configs: Mapping[str, Any] | None = None,
+    **tracker_kwargs: Any,
+) -> Path:
+    """Run the real tracker (local sink) and return the results file it wrote.
+
+    Each task gets one sample per metrics dict; ``prompt`` changes the queries, so the example and
+    prompt hashes change with it. Used by the CLI tests, which read the files a run leaves.
+    """
+    from evalsink import EvaluationTracker
+
+    tracker = EvaluationTracker(output, sinks=["local"], **tracker_kwargs)
+    tracker.general_config_logger.log_model_info(model_name=model)
+    if task_configs:
+        tracker.task_config_logger.log(task_configs)
+    for task, rows in samples.items():
+        for index, metrics in enumerate(rows):
+            doc = {"query": f"{task} {prompt} {index}", "choices": ["a", "b"], "gold_index": 0}
+            response = {"input": f"{task} {prompt} {index}", "text": ["a"], "input_tokens": [index]}
+            tracker.details_logger.log(task, doc, response, dict(metrics))
+            tracker.metrics_logger.log(task, dict(metrics))
+    report = tracker.save()
+    assert report.ok, str(report)
+    return Path(report["local"].outputs[0])

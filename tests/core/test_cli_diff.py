@@ -13,39 +13,14 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from core_helpers import save_run
 
-from evalsink import EvaluationTracker
 from evalsink.cli import main
 from evalsink.commands.compare import compare, declared_directions
 from evalsink.results_files import load_results
 
 DATA = Path(__file__).parent / "data" / "lighteval_results.json"
 Samples = Mapping[str, list[Mapping[str, float]]]
-
-
-def save_run(
-    output: Path,
-    samples: Samples,
-    *,
-    model: str = "org/m",
-    prompt: str = "question",
-    task_configs: Mapping[str, Any] | None = None,
-) -> Path:
-    """Run the real tracker (local sink): each task gets one sample per metrics dict; ``prompt``
-    changes the queries, so the example and prompt hashes change with it."""
-    tracker = EvaluationTracker(output, sinks=["local"])
-    tracker.general_config_logger.log_model_info(model_name=model)
-    if task_configs:
-        tracker.task_config_logger.log(task_configs)
-    for task, rows in samples.items():
-        for index, metrics in enumerate(rows):
-            doc = {"query": f"{task} {prompt} {index}", "choices": ["a", "b"], "gold_index": 0}
-            response = {"input": f"{task} {prompt} {index}", "text": ["a"], "input_tokens": [index]}
-            tracker.details_logger.log(task, doc, response, dict(metrics))
-            tracker.metrics_logger.log(task, dict(metrics))
-    report = tracker.save()
-    assert report.ok, str(report)
-    return Path(report["local"].outputs[0])
 
 
 def acc(*values: float) -> list[Mapping[str, float]]:

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import core_helpers
 import pytest
 from click.testing import CliRunner, Result
 
-from evalsink import EvaluationTracker
 from evalsink.cli import main
 from evalsink.results_files import find_results_files, select_runs
 
@@ -36,17 +36,9 @@ def show_json(*args: str | Path) -> dict[str, Any]:
 def save_run(
     output: Path, model: str, values: Mapping[str, list[float]], **tracker_kwargs: Any
 ) -> tuple[Path, dict[str, dict[str, float | None]]]:
-    """Run the real tracker with the local sink; (the results file, its 'results' object)."""
-    tracker = EvaluationTracker(output, sinks=["local"], **tracker_kwargs)
-    tracker.general_config_logger.log_model_info(model_name=model)
-    for task, samples in values.items():
-        for index, value in enumerate(samples):
-            doc = {"query": f"{task} question {index}", "choices": ["a", "b"], "gold_index": 0}
-            tracker.details_logger.log(task, doc, {"text": ["a"]}, {"acc": value})
-            tracker.metrics_logger.log(task, {"acc": value})
-    report = tracker.save()
-    assert report.ok, str(report)
-    path = Path(report["local"].outputs[0])
+    """A run whose tasks score ``values`` (metric acc): (the results file, its 'results' object)."""
+    samples = {task: [{"acc": value} for value in scores] for task, scores in values.items()}
+    path = core_helpers.save_run(output, samples, model=model, **tracker_kwargs)
     return path, json.loads(path.read_text(encoding="utf-8"))["results"]
 
 
