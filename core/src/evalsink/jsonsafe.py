@@ -306,24 +306,15 @@ def _count_list(items: list[Any] | tuple[Any, ...]) -> int:
     if first is str:
         if set(map(type, items)) == {str}:
             return 0
-    else:
-        total = sum_of_numbers(items)
-        if total is not None and (isinstance(total, int) or math.isfinite(total)):
-            return 0
-    return sum(count_nonfinite(item) for item in items if type(item) not in _ATOMS)
-
-
-def sum_of_numbers(items: list[Any] | tuple[Any, ...]) -> Any:
-    """``sum(items)`` for a non-empty list that starts with a Python number, in C; None when it
-    does not start with one or holds something that does not add up. A finite float total proves
-    every item finite, which is what the per-sample walks here need to know."""
-    first = type(items[0])
-    if first is int or first is float or first is bool:
+    elif first is int or first is float or first is bool:
         try:
-            return sum(items)
+            total = sum(items)
         except TypeError:
-            return None
-    return None
+            pass
+        else:
+            if isinstance(total, int) or math.isfinite(total):
+                return 0
+    return sum(count_nonfinite(item) for item in items if type(item) not in _ATOMS)
 
 
 def count_nonfinite(value: Any) -> int:
