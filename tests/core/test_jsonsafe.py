@@ -297,6 +297,58 @@ def test_config_mode_names_callables_and_classes() -> None:
     assert jsonsafe.to_jsonable({"f": prompt_fn}, config=True) == {"f": "prompt_fn"}
 
 
+def test_config_mode_writes_names_not_qualified_names() -> None:
+    def score() -> None: ...  # a closure, as lighteval's scorers are: qualname has "<locals>"
+
+    assert _roundtrip({"scorer": score, "method": MetricClass.__init__}, config=True) == {
+        "scorer": "score",
+        "method": "__init__",
+    }
+
+
+class PrintsItself:
+    """A metric object as lighteval's ``ExactMatches``: not callable, with its own repr."""
+
+    def __init__(self) -> None:
+        self.aggregation_function = max
+
+    def __repr__(self) -> str:
+        return "PrintsItself(aggregation_function=max)"
+
+
+class PrintsNothing:
+    """A metric object with no fields and no repr of its own (lighteval's ``DropMetrics()``)."""
+
+
+def test_config_mode_writes_objects_with_their_own_repr_as_text() -> None:
+    value = {"sample_level_fn": PrintsItself(), "bare": PrintsNothing(), "ns": SimpleNamespace(a=1)}
+    assert _roundtrip(value, config=True) == {
+        "sample_level_fn": "PrintsItself(aggregation_function=max)",
+        "bare": {},
+        "ns": {"a": 1},  # an attribute bag: its attributes, not "namespace(a=1)"
+    }
+
+
+@dataclasses.dataclass
+class WithHiddenField:
+    """A dataclass whose field starts with "_" and which sets an attribute that is not a field."""
+
+    query: str
+    _source: str = "mmlu"
+
+    def __post_init__(self) -> None:
+        self.full_name = f"{self.query}|0"
+
+
+def test_dataclasses_are_written_as_their_fields_exactly() -> None:
+    # as dataclasses.asdict (lighteval's encoding): the "_" field kept, the extra attribute not
+    expected = {"query": "q", "_source": "mmlu"}
+    assert dataclasses.asdict(WithHiddenField("q")) == expected
+    assert _roundtrip(WithHiddenField("q")) == expected
+    assert _roundtrip({"cfg": WithHiddenField("q")}, config=True) == {"cfg": expected}
+    assert _roundtrip({1: WithHiddenField("q")}) == {"1": expected}  # the non-string-key path too
+
+
 def test_callables_are_refused_outside_config_mode() -> None:
     with pytest.raises(EncodeError, match="prompt_function"):
         jsonsafe.dumps({"prompt_function": prompt_fn})

@@ -66,6 +66,23 @@ def test_round_trip_gives_back_the_same_json(raw: dict[str, Any], results: Evalu
     assert again == results
 
 
+def _key_orders(value: Any) -> list[list[str]]:
+    """The key order of every object in a JSON value, depth first."""
+    if isinstance(value, dict):
+        return [list(value), *(order for item in value.values() for order in _key_orders(item))]
+    if isinstance(value, list):
+        return [order for item in value for order in _key_orders(item)]
+    return []
+
+
+def test_round_trip_keeps_the_key_order(raw: dict[str, Any], results: EvaluationResults) -> None:
+    """Declared fields (a task's ``name`` and ``version``) stay where the file had them."""
+    task = raw["config_tasks"]["lighteval|gsm8k|0"]
+    assert list(task).index("version") > 1  # the sample file is lighteval's: version comes late
+    assert _key_orders(results.model_dump(mode="json")) == _key_orders(raw)
+    assert _key_orders(json.loads(results.model_dump_json())) == _key_orders(raw)
+
+
 def test_model_config_by_its_python_name_too() -> None:
     general = GeneralConfig(model_configuration={"model_name": "m"})
     assert general.model_dump(mode="json")["model_config"] == {"model_name": "m"}

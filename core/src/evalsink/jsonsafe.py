@@ -4,8 +4,8 @@ lighteval writes bare ``NaN`` (invalid JSON) and silently ``str()``s what it can
 (``np.int64`` becomes ``"7"``). Here every value is encoded by a documented rule or the call fails
 with an :class:`EncodeError` that names the field, so nothing is corrupted quietly:
 
-* dataclasses, pydantic models and mappings become objects; tuples, sets and frozensets become
-  arrays (sets sorted when their items sort);
+* dataclasses (their fields, as ``dataclasses.asdict``), pydantic models and mappings become
+  objects; tuples, sets and frozensets become arrays (sets sorted when their items sort);
 * numpy scalars and arrays become numbers and arrays (through ``tolist()``, which also covers
   torch tensors without importing torch);
 * ``Decimal`` becomes a number, ``datetime``/``date`` an ISO-8601 string, ``Enum`` its value,
@@ -34,15 +34,26 @@ import orjson
 
 from evalsink.errors import EncodeError
 
-_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+# Dataclasses go through _default: orjson's own encoding writes an instance's __dict__, which adds
+# attributes that are not fields (lighteval's task configs set ``full_name`` in __post_init__) and
+# drops fields whose names start with "_"; lighteval writes ``asdict()``, the fields exactly.
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
 # First attempt: string keys only. Mappings with other keys take a slower path that checks that no
 # two keys become the same JSON key (orjson's OPT_NON_STR_KEYS would write both, and a reader keeps
 # one).
-_STR_KEYS = orjson.OPT_SERIALIZE_NUMPY
+_STR_KEYS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def _default(value: Any) -> Any:
-    """Called by orjson for types it does not know natively."""
+    """Called by orjson for types it does not know natively, and for dataclass instances."""
+    names = _FIELD_NAMES.get(type(value))
+    if names is not None or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
+        if names is None:
+            names = _field_names(type(value))
+        attributes = getattr(value, "__dict__", None)
+        if type(attributes) is dict and len(attributes) == len(names):
+            return attributes  # the fields and nothing else (the common case): no copy
+        return {name: getattr(value, name) for name in names}
     if type(value).__name__ in {"SecretStr", "SecretBytes"}:
         return REDACTED
     if hasattr(value, "model_dump") and callable(value.model_dump):
@@ -68,25 +79,47 @@ REDACTED = "**********"
 
 
 def _config_default(value: Any) -> Any:
-    """Configs also hold callables and classes (prompt functions, metric objects): name them;
-    plain objects become their public attributes."""
+    """Configs also hold functions, classes and objects (prompt functions, metric objects).
+
+    As lighteval's results files: functions and classes are written as their ``__name__`` (a
+    ``functools.partial`` as its function's), objects whose class says how to print them (its own
+    ``__repr__``, e.g. a metric ``ExactMatches(aggregation_function=max, ...)``) as their
+    ``str()``. Where lighteval would print ``<X object at 0x...>`` (no ``__repr__`` of its own),
+    or for attribute bags (``SimpleNamespace``, ``argparse.Namespace``), the public attributes
+    are written instead.
+    """
     try:
         return _default(value)
     except TypeError:
         if isinstance(value, type) or callable(value):
-            inner = getattr(value, "func", value)  # functools.partial
-            return getattr(inner, "__qualname__", None) or getattr(inner, "__name__", None) or repr(inner)
+            name = getattr(value, "__name__", None)
+            if name is None:
+                name = getattr(getattr(value, "func", None), "__name__", None)  # functools.partial
+            if isinstance(name, str):
+                return name
+        if _prints_itself(type(value)):
+            return str(value)
         attributes = getattr(value, "__dict__", None)
         if isinstance(attributes, dict):  # a plain config object: its public attributes
             return {k: v for k, v in attributes.items() if not k.startswith("_")}
         raise
 
 
+_ATTRIBUTE_BAGS = {("types", "SimpleNamespace"), ("argparse", "Namespace")}
+
+
+def _prints_itself(kind: type) -> bool:
+    """Whether a class has its own ``__repr__`` or ``__str__`` (not object's, not an attribute bag's)."""
+    if (kind.__module__, kind.__qualname__) in _ATTRIBUTE_BAGS:
+        return False
+    return any(name in vars(klass) for klass in kind.__mro__[:-1] for name in ("__repr__", "__str__"))
+
+
 def dumps(value: Any, *, indent: bool = False, config: bool = False) -> bytes:
     """Encode ``value`` as strict RFC 8259 JSON bytes (UTF-8).
 
-    ``config=True`` is for configuration objects: callables and classes are written as their
-    qualified names, as lighteval's results files do.
+    ``config=True`` is for configuration objects: functions, classes and other objects are
+    written as lighteval's results files write them (see :func:`_config_default`).
     """
     default = _config_default if config else _default
     layout = orjson.OPT_INDENT_2 if indent else 0

@@ -9,16 +9,49 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    ValidatorFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 
 class _Open(BaseModel):
+    """Keeps unknown keys, and the order of the keys it was given.
+
+    pydantic writes declared fields first and unknown ones after; a results file written from
+    this model would then list a task's ``version`` second instead of where lighteval puts it.
+    """
+
     model_config = ConfigDict(
         extra="allow",
         populate_by_name=True,
         serialize_by_alias=True,
         protected_namespaces=(),
     )
+    _key_order: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_key_order(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        model = handler(data)
+        if isinstance(data, dict) and isinstance(model, _Open):
+            model._key_order = tuple(data)
+        return model
+
+    @model_serializer(mode="wrap")
+    def _write_in_key_order(self, handler: SerializerFunctionWrapHandler) -> Any:
+        out = handler(self)
+        if not self._key_order or not isinstance(out, dict):
+            return out
+        ordered = {key: out[key] for key in self._key_order if key in out}
+        ordered.update((key, value) for key, value in out.items() if key not in ordered)
+        return ordered
 
 
 class GeneralConfig(_Open):
