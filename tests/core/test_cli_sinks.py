@@ -276,7 +276,9 @@ def test_check_validates_the_config_from_the_environment() -> None:
     assert result.exit_code == 1
     rows = rows_by_name(data)
     [flaky] = rows["flaky"][0]["errors"]
-    assert flaky.startswith("sink 'flaky': invalid config: fail_in: Input should be")
+    assert flaky.startswith(
+        "sink 'flaky': invalid config: EVALSINK_FLAKY__FAIL_IN='sometimes': Input should be"
+    )
     [recorder] = rows["recorder"][0]["errors"]
     assert "unknown option(s) EVALSINK_RECORDER__LABLE" in recorder
     assert rows["recorder-remote"][0]["errors"] == []
@@ -380,5 +382,5 @@ def test_python_m_evalsink_sinks_check_reports_a_broken_distribution(tmp_path: P
     assert checked.returncode == 1
     assert "error: broken: sink 'broken' from broken-sink 9.9 failed to import" in checked.stdout
     assert "ModuleNotFoundError" in checked.stdout
-    assert "error: flaky: sink 'flaky': invalid config: fail_in" in checked.stdout
+    assert "error: flaky: sink 'flaky': invalid config: EVALSINK_FLAKY__FAIL_IN" in checked.stdout
     assert "Traceback" not in checked.stdout + checked.stderr

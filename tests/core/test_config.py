@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import pytest
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from evalsink.config import build_config, env_prefix, env_values
 from evalsink.errors import SinkConfigError
@@ -90,8 +90,8 @@ def test_type_errors_are_readable() -> None:
         build_config("demo", DemoConfig, {"batch_rows": "many", "mode": "sideways"}, environ={})
     message = str(info.value)
     assert message.startswith("sink 'demo': invalid config:")
-    assert "batch_rows: " in message
-    assert "mode: " in message
+    assert "batch_rows='many': " in message  # the option and the value given, as the user wrote them
+    assert "mode='sideways': " in message
     assert "integer" in message
     assert "'online' or 'offline'" in message
     assert "\n" not in message  # one line, no pydantic traceback-style dump
@@ -99,8 +99,19 @@ def test_type_errors_are_readable() -> None:
 
 
 def test_constraint_errors_from_the_environment() -> None:
-    with pytest.raises(SinkConfigError, match=r"batch_rows: Input should be greater than or equal to 1"):
+    with pytest.raises(
+        SinkConfigError, match=r"EVALSINK_DEMO__BATCH_ROWS='0': Input should be greater than or equal to 1"
+    ):
         build_config("demo", DemoConfig, None, environ={"EVALSINK_DEMO__BATCH_ROWS": "0"})
+
+
+def test_a_misspelt_option_gets_a_suggestion() -> None:
+    with pytest.raises(
+        SinkConfigError, match=r"unknown option\(s\) 'batch_row' \(did you mean 'batch_rows'\?\)"
+    ):
+        build_config("demo", DemoConfig, {"batch_row": 5}, environ={})
+    with pytest.raises(SinkConfigError, match=r"unknown option\(s\) 'zzz'; valid options"):  # nothing close
+        build_config("demo", DemoConfig, {"zzz": 5}, environ={})
 
 
 @pytest.mark.parametrize("bad", [["project"], "project=x", 3])
@@ -113,3 +124,17 @@ def test_assignment_is_validated() -> None:
     config = build_config("demo", DemoConfig, None, environ={})
     with pytest.raises(ValueError, match="batch_rows"):
         config.batch_rows = 0  # type: ignore[attr-defined]
+
+
+class SecretConfig(SinkConfig):
+    token: SecretStr | None = None
+    endpoint: Literal["a", "b"] = "a"
+
+
+def test_a_bad_secret_is_not_echoed_in_the_error() -> None:
+    with pytest.raises(SinkConfigError) as info:
+        build_config("demo", SecretConfig, {"token": ["hf_leaked_value"], "endpoint": "c"}, environ={})
+    message = str(info.value)
+    assert "hf_leaked_value" not in message
+    assert "token: Input should be a valid string" in message
+    assert "endpoint='c': " in message  # other options still show what was given

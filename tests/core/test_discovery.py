@@ -26,6 +26,13 @@ from evalsink.discovery import (
 from evalsink.errors import DuplicateSinkError, SinkLoadError, SinkNotInstalledError
 
 
+@pytest.fixture(autouse=True)
+def installed_from_an_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests run from a clone; hints are checked as a user of the released packages sees them
+    (the source-tree hint has its own tests below)."""
+    monkeypatch.setattr(discovery, "_source_plugin", lambda name: None)
+
+
 @dataclass
 class FakeDist:
     name: str
@@ -386,3 +393,45 @@ def test_declared_extras_read_the_installed_metadata(monkeypatch: pytest.MonkeyP
     monkeypatch.undo()  # the real function, reading the installed evalsink's metadata
     extras = evalsink.discovery._declared_extras()
     assert {"local", "hub", "tensorboard", "trackio", "wandb", "all", "testing"} <= extras
+
+
+def test_hint_from_a_source_tree_names_the_plugin_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """evalsink installed from a clone: "evalsink[hub]" names a distribution no index has, so the
+    hint leads with the folder to install, and still shows the released command."""
+    monkeypatch.undo()
+    plugin = discovery._source_plugin("hub")
+    repository = Path(__file__).resolve().parents[2]
+    assert plugin == repository / "plugins" / "hub"  # this clone, recorded by pip in direct_url.json
+    assert install_hint("hub") == (
+        f'pip install {plugin} (from this source tree; from a package index: pip install "evalsink[hub]")'
+    )
+    assert discovery._source_plugin("no-such-sink") is None  # no folder: the released command only
+
+
+def test_hint_of_a_release_install_is_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.undo()
+
+    class Release:
+        def read_text(self, name: str) -> str | None:
+            return None  # installed from a wheel off an index: no direct_url.json
+
+    class FromUrl:
+        def read_text(self, name: str) -> str | None:
+            return '{"url": "https://example.org/evalsink-1.0.tar.gz", "archive_info": {}}'
+
+    for dist in (Release(), FromUrl()):
+        monkeypatch.setattr(importlib.metadata, "distribution", lambda name, dist=dist: dist)
+        assert discovery._source_plugin("hub") is None
+        assert install_hint("hub") == 'pip install "evalsink[hub]"'
+
+
+def test_a_misspelt_sink_name_gets_a_suggestion() -> None:
+    nothing = Installed(sinks={}, conflicts={})
+    with pytest.raises(
+        SinkNotInstalledError,
+        match=r"sink 'tensorbord' is not installed: .* \(did you mean 'tensorboard'\?\)",
+    ):
+        find_sink("tensorbord", nothing)
+    with pytest.raises(SinkNotInstalledError) as info:
+        find_sink("zzz", nothing)
+    assert "did you mean" not in str(info.value)

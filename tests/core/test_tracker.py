@@ -549,3 +549,40 @@ def test_spool_of_a_remote_output_goes_to_the_spool_dir(
     assert calls.queries() == ["lighteval|t|0 q0", "lighteval|t|0 q1"]
     assert not run_folder.exists()
     tracker.close()  # a second close is harmless
+
+
+def test_leaving_the_with_block_without_save_says_nothing_was_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.WARNING, logger="evalsink"),
+        EvaluationTracker(tmp_path, run_id="forgot") as tracker,
+    ):
+        tracker.details_logger.log("custom|t|0", {"query": "q"}, {"text": ["a"]}, {"acc": 1.0})
+        tracker.metrics_logger.log("custom|t|0", {"acc": 1.0})
+    warning = caplog.text
+    assert "run 'forgot': the with block ended without save()" in warning
+    assert f"1 logged sample(s) are kept for `evalsink recover {tmp_path} --run-id forgot`" in warning
+    assert not (tmp_path / "results").exists()
+    assert (tmp_path / ".evalsink" / "runs" / "forgot").is_dir()  # the spool it names is there
+
+
+def test_no_such_warning_after_save_or_for_an_empty_block(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="evalsink"):
+        with EvaluationTracker(tmp_path / "saved") as tracker:
+            tracker.details_logger.log("custom|t|0", {"query": "q"}, {"text": ["a"]}, {"acc": 1.0})
+            tracker.save()
+        with EvaluationTracker(tmp_path / "empty"):
+            pass
+    assert "without save()" not in caplog.text
+
+
+def test_report_text_names_the_date_only_when_there_is_one() -> None:
+    from evalsink.report import SaveReport
+
+    assert str(SaveReport(run_id="job42", date_id=None)) == "run job42: ok"  # a rank other than 0
+    assert str(SaveReport(run_id="job42", date_id="2026-11-27T13-00-00.000000")) == (
+        "run job42 (2026-11-27T13-00-00.000000): ok"
+    )

@@ -49,17 +49,40 @@ def build_config(
     valid = sorted(model.model_fields)
     unknown = sorted(set(values) - set(valid))
     if unknown:
-        where = [
-            f"{env_prefix(sink_name)}{key.upper()}" if key in from_env and key not in given else repr(key)
-            for key in unknown
-        ]
+        where = [_source(sink_name, key, from_env, given) + _did_you_mean(key, valid) for key in unknown]
         raise SinkConfigError(
             f"sink {sink_name!r}: unknown option(s) {', '.join(where)}; valid options: {', '.join(valid)}"
         )
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'config'}: {error['msg']}" for error in exc.errors()
-        )
+        problems = "; ".join(_describe(error, sink_name, model, from_env, given) for error in exc.errors())
         raise SinkConfigError(f"sink {sink_name!r}: invalid config: {problems}") from None
+
+
+def _source(sink_name: str, key: str, from_env: Mapping[str, str], given: Mapping[str, Any]) -> str:
+    """How the user wrote an option: its environment variable, or the key they passed."""
+    return f"{env_prefix(sink_name)}{key.upper()}" if key in from_env and key not in given else repr(key)
+
+
+def _did_you_mean(key: str, valid: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, valid, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _describe(
+    error: Any, sink_name: str, model: type[SinkConfig], from_env: Mapping[str, str], given: Mapping[str, Any]
+) -> str:
+    """One validation problem, naming the option as the user set it and, unless secret, its value."""
+    location = [str(part) for part in error["loc"]]
+    if not location:
+        return f"config: {error['msg']}"
+    key = location[0]
+    where = ".".join([_source(sink_name, key, from_env, given).strip("'"), *location[1:]])
+    field = model.model_fields.get(key)
+    secret = field is not None and "Secret" in repr(field.annotation)
+    if len(location) == 1 and not secret and error["type"] != "missing" and "input" in error:
+        where += f"={error['input']!r}"
+    return f"{where}: {error['msg']}"

@@ -7,8 +7,10 @@ third party's.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any
 
 from evalsink.errors import DuplicateSinkError, SinkLoadError, SinkNotInstalledError
@@ -104,9 +106,40 @@ def install_hint(name: str) -> str:
     extra = KNOWN_EXTRAS.get(name)
     if extra is None:
         return f"install the package that provides the evalsink sink {name!r}"
-    if extra in _declared_extras():
-        return f'pip install "evalsink[{extra}]"'
-    return f"the {name!r} sink is planned but not released with this evalsink version yet"
+    if extra not in _declared_extras():
+        return f"the {name!r} sink is planned but not released with this evalsink version yet"
+    command = f'pip install "evalsink[{extra}]"'
+    plugin = _source_plugin(name)
+    if plugin is None:
+        return command
+    # installed from a clone: the extra names a distribution no package index has
+    return f"pip install {shlex.quote(str(plugin))} (from this source tree; from a package index: {command})"
+
+
+def _source_plugin(name: str) -> Path | None:
+    """``plugins/<name>`` of the source tree evalsink was installed from, if it was and it exists.
+
+    pip records a local directory install (editable or not) in ``direct_url.json`` (PEP 610); a
+    tree that was never installed is where this module lies.
+    """
+    import json
+    from importlib.metadata import PackageNotFoundError, distribution
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname  # only on this error path: urllib.request is slow to import
+
+    try:
+        record = distribution("evalsink").read_text("direct_url.json")
+    except PackageNotFoundError:
+        core = Path(__file__).resolve().parents[2]  # core/src/evalsink/discovery.py
+    else:
+        if not record:
+            return None
+        url = urlparse(str(json.loads(record).get("url", "")))
+        if url.scheme != "file":
+            return None
+        core = Path(url2pathname(url.path))
+    plugin = core.parent / "plugins" / name
+    return plugin if (plugin / "pyproject.toml").is_file() else None
 
 
 def _declared_extras() -> set[str]:
@@ -116,6 +149,16 @@ def _declared_extras() -> set[str]:
         return set(metadata("evalsink").get_all("Provides-Extra") or [])
     except PackageNotFoundError:  # a source tree that was never installed
         return set(KNOWN_EXTRAS)
+
+
+def _did_you_mean(name: str, installed: Installed) -> str:
+    """A suggestion for a misspelt sink name (``tensorbord``), among installed and first-party sinks."""
+    if name in KNOWN_EXTRAS:
+        return ""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted({*installed.names(), *KNOWN_EXTRAS}), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _conflict_message(name: str, claims: list[SinkEntry]) -> str:
@@ -132,7 +175,10 @@ def find_sinks(names: list[str], installed: Installed | None = None) -> list[Sin
     missing = [name for name in names if name not in found.sinks]
     if missing:
         known = ", ".join(found.names()) or "none"
-        problems = "; ".join(f"sink {name!r} is not installed: {install_hint(name)}" for name in missing)
+        problems = "; ".join(
+            f"sink {name!r} is not installed: {install_hint(name)}{_did_you_mean(name, found)}"
+            for name in missing
+        )
         raise SinkNotInstalledError(f"{problems} (installed sinks: {known})")
     return [found.sinks[name] for name in names]
 

@@ -45,9 +45,8 @@ class SaveReport:
         return self.sinks[sink_name]
 
     def __str__(self) -> str:
-        lines = [
-            f"run {self.run_id} ({self.date_id}): {'ok' if self.ok else 'FAILED: ' + ', '.join(self.failed)}"
-        ]
+        dated = f" ({self.date_id})" if self.date_id else ""  # none on ranks other than 0: rank 0 saves
+        lines = [f"run {self.run_id}{dated}: {'ok' if self.ok else 'FAILED: ' + ', '.join(self.failed)}"]
         for outcome in self.sinks.values():
             state = "ok" if outcome.ok else "failed"
             lines.append(f"  {outcome.name}: {state} in {outcome.seconds:.2f}s")

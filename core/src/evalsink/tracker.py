@@ -514,9 +514,25 @@ class EvaluationTracker:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._in_context = False
+        if exc is None and self._report is None:
+            self._warn_not_saved()
         self.close(exc)
         if exc is None:
             self._manager.raise_required()  # e.g. a required sink that failed in run_finished
+
+    def _warn_not_saved(self) -> None:
+        """lighteval's tracker has no ``with`` block: someone moving to one may expect it to save."""
+        samples = len(self.details_logger.spool)
+        if not self.process.is_main or not (samples or self.metrics_logger.metrics_values):
+            return
+        logger.warning(
+            "run %r: the with block ended without save(), so no results or details were written; "
+            "its %d logged sample(s) are kept for `evalsink recover %s --run-id %s`",
+            self.run_id,
+            samples,
+            self.settings.output_dir,
+            self.run_id,
+        )
 
     # -- results --------------------------------------------------------------------------
     def _results_dict(self) -> dict[str, Any]:
