@@ -374,6 +374,29 @@ def test_a_dir_holding_several_models_needs_model(tmp_path: Path) -> None:
     assert row(data, "t", "acc")["status"] == "improvement"
 
 
+def test_a_folder_of_output_dirs_of_one_model_gives_its_newest_run(tmp_path: Path) -> None:
+    """The quickstart's folder holds results/, results-v2/... of one model: one model, not four."""
+    qs = tmp_path / "qs"
+    baseline = save_run(qs / "results", {"t": acc(1, 1)}, model="my-org/my-model")
+    save_run(qs / "results-v2", {"t": acc(1, 0)}, model="my-org/my-model")
+    newest = save_run(qs / "results-v3", {"t": acc(0, 0)}, model="my-org/my-model")
+    data = diff_json(qs / "results", qs, code=1)
+    assert (data["a"]["path"], data["b"]["path"]) == (str(baseline), str(newest))
+    assert data["b"]["model"] == "my-org/my-model"
+    assert row(data, "t", "acc")["delta"] == -1.0
+    data = diff_json(qs / "results", qs, "--model", "my-org/my-model", code=1)
+    assert data["b"]["path"] == str(newest)
+
+    save_run(qs / "results-v2", {"t": acc(1, 1)}, model="org/other")
+    result = invoke("diff", qs / "results", qs)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"evalsink: error: {qs} holds runs of 2 models (my-org/my-model, org/other): "
+        "pick one with --model or pass a results file"
+    )
+    assert diff_json(qs / "results", qs, "--model", "my-model", code=1)["b"]["path"] == str(newest)
+
+
 def test_compare_is_usable_without_the_command() -> None:
     run = load_results(DATA)
     result = compare(run, run, tolerance=0.0)

@@ -98,7 +98,7 @@ def test_all_shows_every_run_oldest_first(output: dict[str, Any]) -> None:
     assert data["runs"][0]["results"] == output["old"][1]
 
 
-def test_model_picks_runs_by_the_end_of_their_folder(output: dict[str, Any]) -> None:
+def test_model_picks_runs_by_the_end_of_their_model_name(output: dict[str, Any]) -> None:
     assert [run["model"] for run in show_json(output["dir"], "--model", "org/other")["runs"]] == ["org/other"]
     assert [run["model"] for run in show_json(output["dir"], "--model", "m")["runs"]] == ["org/m"]
     assert len(show_json(output["dir"], "--model", "org/*")["runs"]) == 2
@@ -155,6 +155,85 @@ def test_task_filters_with_globs(output: dict[str, Any]) -> None:
     result = invoke("show", output["dir"], "--task", "mmlu*")
     assert result.exit_code == 2
     assert result.stderr.strip() == f"evalsink: error: no task matches 'mmlu*' in {output['dir']}"
+
+
+# -- several output dirs -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def output_dirs(tmp_path: Path) -> dict[str, Any]:
+    """A folder holding the output dirs of three evaluations of my-org/my-model (results, results-v2,
+    results-v3, saved in that order, v3 also with a run of org/other), as the quickstart leaves."""
+    qs = tmp_path / "qs"
+    runs = {
+        "v1": save_run(qs / "results", "my-org/my-model", {"t": [1, 1, 1, 0]})[0],
+        "v2": save_run(qs / "results-v2", "my-org/my-model", {"t": [1, 1, 0, 0]})[0],
+        "other": save_run(qs / "results-v3", "org/other", {"t": [1.0]})[0],
+        "v3": save_run(qs / "results-v3", "my-org/my-model", {"t": [1, 0, 0, 0]})[0],
+    }
+    return {"dir": qs, **runs}
+
+
+def test_runs_of_one_model_in_several_output_dirs_are_one_model(output_dirs: dict[str, Any]) -> None:
+    data = show_json(output_dirs["dir"])
+    assert [(run["model"], run["path"]) for run in data["runs"]] == [
+        ("my-org/my-model", str(output_dirs["v3"])),  # the newest of the three output dirs
+        ("org/other", str(output_dirs["other"])),
+    ]
+    files = find_results_files(output_dirs["dir"])
+    assert {f.folder for f in files} == {"my-org/my-model", "org/other"}  # no output dir in the name
+
+
+def test_all_lists_each_models_runs_oldest_first_across_output_dirs(output_dirs: dict[str, Any]) -> None:
+    data = show_json(output_dirs["dir"], "--all")
+    assert [run["path"] for run in data["runs"]] == [
+        str(output_dirs[name]) for name in ("v1", "v2", "v3", "other")
+    ]
+    dates = [run["date_id"] for run in data["runs"][:3]]
+    assert dates == sorted(dates)
+
+
+def test_model_picks_one_models_runs_across_output_dirs(output_dirs: dict[str, Any]) -> None:
+    [run] = show_json(output_dirs["dir"], "--model", "my-org/my-model")["runs"]
+    assert run["path"] == str(output_dirs["v3"])
+    every = show_json(output_dirs["dir"], "--model", "my-model", "--all")["runs"]
+    assert [run["path"] for run in every] == [str(output_dirs[name]) for name in ("v1", "v2", "v3")]
+    [other] = show_json(output_dirs["dir"], "--model", "org/*")["runs"]
+    assert other["model"] == "org/other"
+    result = invoke("show", output_dirs["dir"], "--model", "results-v2")  # a folder is not a model
+    assert result.exit_code == 2
+    assert "no run matches model 'results-v2'; runs found: my-org/my-model 2" in result.stderr
+
+
+def test_models_sharing_a_folder_are_told_apart(tmp_path: Path) -> None:
+    """A results_path_template without {model} puts every model's runs in one folder."""
+    template = "{output_dir}/flat"
+    one, _ = save_run(tmp_path / "out", "org/one", {"t": [1.0]}, results_path_template=template)
+    two, _ = save_run(tmp_path / "out", "org/two", {"t": [0.0]}, results_path_template=template)
+    assert one.parent == two.parent
+    data = show_json(tmp_path / "out")
+    assert [(run["model"], run["path"]) for run in data["runs"]] == [
+        ("org/one", str(one)),
+        ("org/two", str(two)),
+    ]
+
+
+def test_a_run_without_a_model_name_is_named_by_its_folder(tmp_path: Path) -> None:
+    """Its folder below the output dir's results/ folder, so output dirs still group as one model."""
+    text = json.dumps({"results": {"t": {"acc": 0.5}}})
+    for output, date in [("results", "2025-01-01T00-00-00"), ("results-v2", "2025-01-02T00-00-00")]:
+        folder = tmp_path / output / "results" / "org" / "x"
+        folder.mkdir(parents=True)
+        (folder / f"results_{date}.json").write_text(text, encoding="utf-8")
+    [run] = show_json(tmp_path)["runs"]
+    assert (run["model"], run["date_id"]) == ("org/x", "2025-01-02T00-00-00")
+    assert len(show_json(tmp_path, "--model", "org/x", "--all")["runs"]) == 2
+
+
+def test_a_damaged_run_that_is_not_picked_is_not_read(output_dirs: dict[str, Any]) -> None:
+    output_dirs["v1"].write_text("{", encoding="utf-8")  # its model comes from its folder
+    data = show_json(output_dirs["dir"], "--model", "my-org/my-model")
+    assert [run["path"] for run in data["runs"]] == [str(output_dirs["v3"])]
 
 
 # -- lighteval's own files -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import click
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
     from evalsink.commands.compare import Diff, MetricChange
     from evalsink.results_files import LoadedResults
@@ -52,7 +53,9 @@ def _tolerance(ctx: click.Context, param: click.Parameter, value: float) -> floa
     help="Metric (glob) where higher is better, overriding the results files; repeatable.",
 )
 @click.option(
-    "--model", metavar="PATTERN", help="In an output dir holding several models, the model folder to use."
+    "--model",
+    metavar="PATTERN",
+    help="In a folder holding several models' runs, the model to use (a glob on its name).",
 )
 @click.option("--strict", is_flag=True, help="Also fail when B lacks a task, metric or finite value A has.")
 @click.option("--show-same", is_flag=True, help="Also list the metrics whose value did not change.")
@@ -70,9 +73,9 @@ def diff(
 ) -> None:
     """Compare run B against baseline run A; exit 1 when a metric regresses.
 
-    A and B are results JSON files or output dirs (the newest run of each is used). Higher is better
-    unless --lower-is-better or the results files' task configs say otherwise; *_stderr values
-    are shown, not gated.
+    A and B are results JSON files or output dirs, as paths or file:// URLs (the newest run of each
+    is used). Higher is better unless --lower-is-better or the results files' task configs say
+    otherwise; *_stderr values are shown, not gated.
     """
     from evalsink.commands.compare import compare
     from evalsink.results_files import newest_run
@@ -144,18 +147,33 @@ def _print(result: Diff, *, show_same: bool) -> None:
 
 
 def _print_metrics(out: Console, metrics: list[MetricChange]) -> None:
+    from evalsink.commands._output import fit_table
+
+    # too wide: the direction beside the metric, each stderr under its value and no outer border
+    # (about 27 columns narrower), then the metrics and statuses wrap; the task names stay on one line
+    natural = _metrics_table(metrics, compact=False)
+    table = fit_table(out, natural, narrower=lambda: _metrics_table(metrics, compact=True))
+    out.print(table)
+    if table is not natural:  # no 'better' column to say what the arrows mean
+        out.print("↑ higher is better, ↓ lower is better", style="dim")
+    if any(m.direction_from != "default" for m in metrics):
+        out.print("* direction from --lower/--higher-is-better or the results files", style="dim")
+
+
+def _metrics_table(metrics: list[MetricChange], *, compact: bool) -> Table:
     from rich.markup import escape
     from rich.table import Table
 
     from evalsink.commands._output import number
 
-    table = Table(title="metrics (B - A)")
-    table.add_column("task", overflow="fold")  # names are what the reader looks for: never cut
+    table = Table(title="metrics (B - A)", show_edge=not compact, pad_edge=not compact)
+    table.add_column("task")  # names are what the reader looks for: kept on one line by fit_table
     table.add_column("metric", overflow="fold")
-    table.add_column("better", no_wrap=True)
+    if not compact:
+        table.add_column("better", no_wrap=True)
     for column in ("A", "B", "Δ"):
         table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("status", no_wrap=True)
+    table.add_column("status", overflow="fold")
     previous = None
     for m in metrics:
         better = ("↑" if m.higher_is_better else "↓") + ("" if m.direction_from == "default" else " *")
@@ -163,17 +181,14 @@ def _print_metrics(out: Console, metrics: list[MetricChange]) -> None:
         style = _STYLES.get(m.status)
         table.add_row(
             escape(m.task) if m.task != previous else "",
-            escape(m.metric),
-            better,
-            _value(m.a, m.a_stderr, m, "a"),
-            _value(m.b, m.b_stderr, m, "b"),
+            *([f"{escape(m.metric)} {better}"] if compact else [escape(m.metric), better]),
+            _value(m.a, m.a_stderr, m, "a", compact=compact),
+            _value(m.b, m.b_stderr, m, "b", compact=compact),
             "" if m.delta is None else number(m.delta, signed=True),
             f"[{style}]{status}[/{style}]" if style else status,
         )
         previous = m.task
-    out.print(table)
-    if any(m.direction_from != "default" for m in metrics):
-        out.print("* direction from --lower/--higher-is-better or the results files", style="dim")
+    return table
 
 
 def _describe(run: LoadedResults) -> str:
@@ -181,13 +196,15 @@ def _describe(run: LoadedResults) -> str:
     return f"{run.model}{date} ({run.file.path})"
 
 
-def _value(value: float | None, stderr: float | None, m: MetricChange, side: str) -> str:
+def _value(value: float | None, stderr: float | None, m: MetricChange, side: str, *, compact: bool) -> str:
     from evalsink.commands._output import number
     from evalsink.commands.compare import ONLY_A, ONLY_B
 
     if (side == "a" and m.status == ONLY_B) or (side == "b" and m.status == ONLY_A):
         return "—"
-    return number(value) + ("" if stderr is None else f" ± {number(stderr)}")
+    if stderr is None:
+        return number(value)
+    return number(value) + ("\n" if compact else " ") + f"± {number(stderr)}"  # compact: stacked
 
 
 def _print_hashes(out: Console, result: Diff) -> None:
@@ -217,10 +234,12 @@ def _print_hashes(out: Console, result: Diff) -> None:
         if unknown:
             out.print("? = not recorded in one of the runs", style="dim")
         return
+    from evalsink.commands._output import fit_table
+
     table = Table(title="hashes that differ (task in both runs)")
-    table.add_column("task", overflow="fold")
+    table.add_column("task")
     for label in HASHES.values():
-        table.add_column(label, no_wrap=True)
+        table.add_column(label, overflow="fold")  # 'input tokens' wraps at its space
     differing = [h for h in result.hashes if h.changed or h.unknown]
     for h in differing:
         cells = [
@@ -228,7 +247,7 @@ def _print_hashes(out: Console, result: Diff) -> None:
             for key in HASHES
         ]
         table.add_row(escape(h.task), *cells)
-    out.print(table)
+    out.print(fit_table(out, table))
     if any(h.unknown for h in differing):
         out.print("? = not recorded in one of the runs", style="dim")
     if len(differing) < len(result.hashes):

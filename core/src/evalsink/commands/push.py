@@ -8,7 +8,7 @@ import click
 
 
 @click.command("push")
-@click.argument("path", type=click.Path(exists=True))
+@click.argument("path", type=click.Path())  # a file:// URL too: a missing path is reported by saved_runs
 @click.option(
     "--to",
     "sinks",
@@ -16,7 +16,7 @@ import click
     metavar="SINKS",
     help="Comma-separated sinks (hub, tensorboard, wandb, trackio...), configured by EVALSINK_<SINK>__*.",
 )
-@click.option("--model", metavar="PATTERN", help="Only runs whose model folder ends with PATTERN (a glob).")
+@click.option("--model", metavar="PATTERN", help="Only runs whose model name ends with PATTERN (a glob).")
 @click.option("--date", metavar="DATE_ID", help="Only runs whose date id starts with DATE_ID.")
 @click.option("--all", "every", is_flag=True, help="Every run, not only the newest run of each model.")
 @click.option(
@@ -36,7 +36,8 @@ def push(
 ) -> None:
     """Replay saved runs in PATH (evalsink's or lighteval's output layout) into other sinks.
 
-    PATH is an output dir (the newest run of each model, unless --all) or a results JSON file.
+    PATH is an output dir (the newest run of each model, unless --all) or a results JSON file, as a
+    path or a file:// URL.
     Each run's details are read back from its parquet files and streamed to the sinks as during
     the evaluation; its results are sent unchanged, under its original date id. Exit code 1 when
     a sink failed (the files on disk are untouched: push again).
@@ -48,7 +49,7 @@ def push(
     options = {"hub_results_org": hub_results_org or "", "public": public}
     failed = False
     for saved in runs:
-        label = f"{saved.model_name or saved.loaded.file.folder} {saved.date_id}"
+        label = f"{saved.loaded.model} {saved.date_id}"
         if quiet:
             report = replay_run(saved, names, tracker_options=options)
         else:
@@ -65,8 +66,7 @@ def push(
                 report = replay_run(
                     saved, names, tracker_options=options, on_sample=partial(progress.advance, bar)
                 )
-        model_name = saved.model_name or saved.loaded.file.folder
-        click.echo(str(report).replace(f"run {report.run_id}", f"pushed {model_name}", 1))
+        click.echo(str(report).replace(f"run {report.run_id}", f"pushed {saved.loaded.model}", 1))
         failed = failed or not report.ok
     if failed:
         raise SystemExit(1)

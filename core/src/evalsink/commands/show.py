@@ -19,7 +19,7 @@ Metrics = dict[str, dict[str, float | None]]
 @click.option(
     "--model",
     metavar="PATTERN",
-    help="Only runs whose model folder ends with PATTERN (a glob: org/model, model, 'org/*').",
+    help="Only runs whose model name ends with PATTERN (a glob: org/model, model, 'org/*').",
 )
 @click.option("--date", metavar="DATE_ID", help="Only runs whose date id starts with DATE_ID (2025-11-05).")
 @click.option(
@@ -35,8 +35,9 @@ def show(
 ) -> None:
     """Show the metrics (± stderr) of each task of the runs in PATH.
 
-    PATH is an output dir (searched for results/<model>/results_<date_id>.json; the newest run of
-    each model is shown unless --all) or one results JSON file.
+    PATH is a folder, such as an output dir (searched for results/<model>/results_<date_id>.json;
+    the newest run of each model is shown unless --all), or one results JSON file; a path or a
+    file:// URL.
     """
     from evalsink.errors import EvalsinkError
     from evalsink.results_files import find_results_files, load_results, select_runs
@@ -71,7 +72,7 @@ def _print_tables(runs: list[tuple[LoadedResults, Metrics]], *, filtered: bool) 
     from rich.markup import escape
     from rich.table import Table
 
-    from evalsink.commands._output import console, metric_rows, number
+    from evalsink.commands._output import console, fit_table, metric_rows, number
 
     out = console()
     for index, (run, metrics) in enumerate(runs):
@@ -79,7 +80,7 @@ def _print_tables(runs: list[tuple[LoadedResults, Metrics]], *, filtered: bool) 
             out.print()
         title = f"{run.model} — {run.file.date_id or run.file.path.name}"
         table = Table(title=escape(title))
-        table.add_column("task", overflow="fold")  # long task names wrap rather than lose their end
+        table.add_column("task")  # what the reader looks for: kept on one line by fit_table
         table.add_column("metric", overflow="fold")
         table.add_column("value", justify="right", no_wrap=True)
         table.add_column("stderr", justify="right", no_wrap=True)
@@ -95,7 +96,7 @@ def _print_tables(runs: list[tuple[LoadedResults, Metrics]], *, filtered: bool) 
                     end_section=position == len(rows) - 1,
                 )
         if any(metrics.values()):
-            out.print(table)
+            out.print(fit_table(out, table))  # the metric names wrap or fold before the task names
             out.print(f"file: {run.file.path}", markup=False, soft_wrap=True, style="dim")
         else:  # an empty run still has an 'all' task, without metrics
             what = "no task matches --task" if filtered else "no results"
