@@ -259,6 +259,8 @@ def test_the_recover_command(tmp_path: Path) -> None:
     assert listed.returncode == 0, listed.stderr
     [run] = json.loads(listed.stdout)["runs"]
     assert (run["run_id"], run["state"], run["recoverable"]) == ("cli1", "running", True)
+    as_text = run_cli("recover", str(output), "--list")
+    assert as_text.stdout.strip() == "cli1: stopped before save() (its process is gone); recoverable"
 
     missing = run_cli("recover", str(output), "--run-id", "nope")
     assert missing.returncode == 2

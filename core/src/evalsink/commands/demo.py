@@ -37,7 +37,7 @@ def demo(output_dir: str, sinks: str | None, samples: int, seed: int) -> None:
     console.print(table)
     for outcome in report.sinks.values():
         state = "[green]ok[/green]" if outcome.ok else "[red]failed[/red]"
-        console.print(f"[bold]{outcome.name}[/bold] {state} ({outcome.seconds:.2f}s)")
+        console.print(f"[bold]{outcome.name}[/bold]: {state} in {outcome.seconds:.2f}s")  # as SaveReport
         for path in outcome.outputs:
             console.print(f"  {path}", markup=False, highlight=False, soft_wrap=True)
         for error in outcome.errors:

@@ -53,6 +53,7 @@ def push(
         if quiet:
             report = replay_run(saved, names, tracker_options=options)
         else:
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             columns = (
@@ -61,7 +62,8 @@ def push(
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
             )
-            with Progress(*columns, transient=True) as progress:
+            # on stderr: stdout is the report, which a script may read (a bar left a blank line there)
+            with Progress(*columns, transient=True, console=Console(stderr=True)) as progress:
                 bar = progress.add_task(label, total=saved.count_rows())
                 report = replay_run(
                     saved, names, tracker_options=options, on_sample=partial(progress.advance, bar)

@@ -84,7 +84,18 @@ def _print_runs(runs: list[RunOnDisk], as_json: bool) -> None:
     if not runs:
         click.echo("no run left to recover")
     for run in runs:
-        click.echo(f"{run.run_id}: {run.state.value}{'' if run.recoverable else ' (' + _why_not(run) + ')'}")
+        click.echo(f"{run.run_id}: {_status(run)}")
+
+
+def _status(run: RunOnDisk) -> str:
+    """The run's state in words: a manifest that still says "running" may be a process long dead."""
+    if not run.recoverable:
+        return f"{run.state.value} ({_why_not(run)})"
+    if run.state.value == "running":
+        return "stopped before save() (its process is gone); recoverable"
+    if run.unpublished:
+        return "saved, but its results file never reached the output; recoverable"
+    return f"{run.state.value}; recoverable"
 
 
 def _print_reports(reports: dict[str, SaveReport], skipped: list[RunOnDisk], as_json: bool) -> None:
