@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,23 @@ def test_detail_record_schema_and_validation() -> None:
     record = DetailRecord.model_validate({"task_name": "t", "doc": {"query": "q"}, "metric": {"acc": 1}})
     assert record.doc == {"query": "q"}
     assert record.model_response == {}
+
+
+WRITTEN_BY_LIGHTEVAL = Path(__file__).parent / "data" / "lighteval_0.13_written_results.json"
+"""Written by lighteval 0.13.0's own EvaluationTracker.save() (a run with one NaN f1 value, driven
+with lighteval's Doc, ModelResponse and LightevalTask objects), not edited by hand."""
+
+
+def test_a_file_lighteval_wrote_loads_and_keeps_its_shape() -> None:
+    text = WRITTEN_BY_LIGHTEVAL.read_text(encoding="utf-8")
+    assert "NaN" in text  # lighteval's bare NaN, which is not JSON
+    results = EvaluationResults.model_validate_json(text)
+    f1 = results.results["qasper|0"]["f1"]
+    assert f1 is not None
+    assert math.isnan(f1)
+    raw = json.loads(text)  # Python's json reads NaN
+    assert _key_orders(results.model_dump(mode="json")) == _key_orders(raw)
+    task = results.config_tasks["drop|3"]
+    assert (task.name, task.version) == ("drop", 1)
+    metric = (task.model_extra or {})["metrics"][0]
+    assert metric["sample_level_fn"].startswith("ExactMatches(")  # lighteval writes metric objects as str()
