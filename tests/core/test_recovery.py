@@ -264,7 +264,10 @@ def test_the_recover_command(tmp_path: Path) -> None:
 
     missing = run_cli("recover", str(output), "--run-id", "nope")
     assert missing.returncode == 2
-    assert missing.stderr.strip() == f"evalsink: error: no run 'nope' in {output}/.evalsink/runs"
+    assert missing.stderr.strip() == (
+        f"evalsink: error: no run 'nope' in {output}/.evalsink/runs; a run leaves that folder once saved "
+        f"or recovered: `evalsink show {output}` lists saved runs"
+    )
 
     done = run_cli("recover", str(output), "--json")
     assert done.returncode == 0, done.stderr

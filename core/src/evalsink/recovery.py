@@ -164,7 +164,10 @@ def recover_run(
                 "not a local folder are looked for in $EVALSINK_SPOOL_DIR/evalsink-runs, else in the "
                 "temp folder: set EVALSINK_SPOOL_DIR as the run had it)"
             )
-        raise EvalsinkError(f"no run {run_id!r} to recover in {where}")
+        raise EvalsinkError(
+            f"no run {run_id!r} to recover in {where}; a run leaves that folder once saved or "
+            f"recovered: `evalsink show {output_dir}` lists saved runs"
+        )
     writer = run.writer
     if writer is not None:
         raise EvalsinkError(

@@ -43,7 +43,10 @@ def recover(output_dir: str, run_ids: tuple[str, ...], sinks: str, list_only: bo
     if run_ids:
         unknown = sorted(set(run_ids) - {run.run_id for run in runs})
         if unknown:
-            raise EvalsinkError(f"no run {', '.join(map(repr, unknown))} in {runs_folder(output_dir)}")
+            raise EvalsinkError(
+                f"no run {', '.join(map(repr, unknown))} in {runs_folder(output_dir)}; a run leaves that "
+                f"folder once saved or recovered: `evalsink show {output_dir}` lists saved runs"
+            )
         runs = [run for run in runs if run.run_id in run_ids]
     if list_only:
         _print_runs(runs, as_json)
