@@ -435,3 +435,38 @@ def test_a_misspelt_sink_name_gets_a_suggestion() -> None:
     with pytest.raises(SinkNotInstalledError) as info:
         find_sink("zzz", nothing)
     assert "did you mean" not in str(info.value)
+
+
+class WarningSink(Sink):
+    """Reports from a hook, and from a thread of its own, things that are not failures."""
+
+    def __init__(self, config: Any, settings: Any) -> None:  # does not call super().__init__
+        self.config, self.settings = config, settings
+
+    @hookimpl
+    def evalsink_details_batch(self, run: Any, batch: Any) -> None:
+        import threading
+
+        worker = threading.Thread(target=self.warn, args=(f"batch of {len(batch)} kept in another form",))
+        worker.start()
+        worker.join()
+
+    @hookimpl
+    def evalsink_results_saved(self, run: Any, results: Any) -> list[str]:
+        self.warn("a value was shortened")
+        return [f"warned://{run.run_id}"]
+
+
+def test_a_sink_warning_reaches_the_report_and_the_log(
+    add_entry_points: Callable[..., None], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    add_entry_points(FakeEntryPoint("warner", f"{__name__}:WarningSink", FakeDist("warner-sink", "1")))
+    tracker = EvaluationTracker(tmp_path, sinks=["warner", "recorder"], run_id="warned")
+    tracker.details_logger.log("custom|t|0", {"query": "q"}, {"text": ["a"]}, {"acc": 1.0})
+    report = tracker.save()
+    assert report.ok  # a warning is not a failure
+    assert report["warner"].warnings == ["batch of 1 kept in another form", "a value was shortened"]
+    assert report["recorder"].warnings == []
+    assert "warner: batch of 1 kept in another form" in report.warnings
+    assert "warner: a value was shortened" in report.warnings
+    assert "sink 'warner': a value was shortened" in caplog.text

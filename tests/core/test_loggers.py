@@ -601,6 +601,69 @@ def test_a_task_aggregation_that_raises_is_left_out_and_recorded() -> None:
     assert logger.metric_aggregated["t|x|0"]["f1"] == pytest.approx(2 / 3)
 
 
+@pytest.mark.parametrize(
+    ("returned", "shown"),
+    [
+        (None, "None"),
+        (np.array([0.5, 0.25]), "array([0.5 , 0.25])"),
+        ({"p": 0.5, "r": None}, "None for 'r'"),
+        ("0.5", "'0.5'"),
+    ],
+    ids=["none", "array", "dict-with-none", "string"],
+)
+def test_an_aggregation_returning_something_else_than_numbers_is_left_out(returned: Any, shown: str) -> None:
+    """Found with lighteval's own task objects: float(None) used to escape aggregate(), so the
+    pipeline stopped, and a later save() wrote plain means instead of the task's aggregation."""
+    logger = MetricsLogger()
+    for value in [1.0, 0.0, 1.0]:
+        logger.log("t|x|0", {"f1": value, "acc": value})
+    logger.aggregate(task_dict={"t|x|0": FakeTask({"f1": lambda values: returned, "acc": max})})
+    why = logger.failed_aggregations["t|x|0"]["f1"]
+    assert why.startswith("TypeError: it returned ")
+    assert shown in why
+    assert "f1" not in logger.metric_aggregated["t|x|0"]
+    assert logger.metric_aggregated["t|x|0"]["acc"] == 1.0  # max, the task's own, still applied
+
+
+def test_numpy_numbers_from_an_aggregation_are_fine() -> None:
+    logger = MetricsLogger()
+    for value in [1.0, 0.0, 1.0]:
+        logger.log("t|x|0", {"mcc": value, "pr": value})
+    aggregations = {
+        "mcc": lambda values: np.float64(0.25),
+        "pr": lambda values: {"p": np.float32(0.5), "n": np.int64(3)},
+    }
+    logger.aggregate(task_dict={"t|x|0": FakeTask(aggregations)}, bootstrap_iters=0)
+    assert logger.metric_aggregated["t|x|0"] == {"mcc": 0.25, "p": 0.5, "n": 3.0}
+    assert logger.failed_aggregations == {}
+
+
+def test_means_written_although_a_task_dict_was_given_are_said() -> None:
+    """lighteval raises KeyError for a metric its task does not aggregate; evalsink averages it,
+    and says so."""
+    logger = MetricsLogger()
+    for value in [1.0, 0.0]:
+        logger.log("t|x|0", {"f1": value, "extra": value})
+        logger.log("absent|x|0", {"acc": value})
+        logger.log("raises|x|0", {"acc": value})
+
+    class Raises:
+        def aggregation(self) -> dict[str, Any]:
+            raise RuntimeError("no metrics configured")
+
+    logger.aggregate(task_dict={"t|x|0": FakeTask({"f1": max}), "raises|x|0": Raises()})
+    assert logger.mean_instead == {
+        "t|x|0": "metric(s) 'extra' not in the task's aggregation(): plain mean",
+        "absent|x|0": "not in task_dict: every metric is a plain mean",
+        "raises|x|0": (
+            "its aggregation() raised RuntimeError: no metrics configured; every metric is a plain mean"
+        ),
+    }
+    assert logger.metric_aggregated["t|x|0"]["extra"] == 0.5
+    logger.aggregate()  # no task_dict: the mean is the rule, nothing to say
+    assert logger.mean_instead == {}
+
+
 def test_a_task_aggregation_raising_on_a_bootstrap_resample_does_not_crash() -> None:
     def inverse_of_hits(values: list[float]) -> float:
         return 1 / sum(values)  # fine on the data, ZeroDivisionError on a resample without a hit

@@ -411,7 +411,9 @@ def test_a_metric_logged_as_float_then_string_is_a_warning(make_tracker: MakeTra
     report = tracker.save()
     assert report.ok
     assert tracker.results["results"]["lighteval|t|0"]["acc"] == 0.5
-    assert any("'acc'" in w and "1 non-numeric value" in w for w in report.warnings), report.warnings
+    assert any("'acc'" in w and "1 value(s) that are not single numbers" in w for w in report.warnings), (
+        report.warnings
+    )
 
 
 def test_nan_metric_becomes_null_and_a_warning(make_tracker: MakeTracker, tmp_path: Path) -> None:
@@ -586,3 +588,51 @@ def test_report_text_names_the_date_only_when_there_is_one() -> None:
     assert str(SaveReport(run_id="job42", date_id="2026-11-27T13-00-00.000000")) == (
         "run job42 (2026-11-27T13-00-00.000000): ok"
     )
+
+
+def test_save_after_a_failed_aggregate_fails_the_same_way(
+    make_tracker: MakeTracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It used to re-aggregate without the caller's tasks: plain means, written as if fine."""
+    from evalsink.loggers import MetricsLogger
+
+    tracker = make_tracker()
+    tracker.metrics_logger.log("lighteval|t|0", {"f1": 1.0})
+    task_dict = {"lighteval|t|0": object()}
+
+    def broken(self: MetricsLogger, task_dict: Any = None, bootstrap_iters: int = 1000) -> None:
+        raise RuntimeError("aggregation bug")
+
+    monkeypatch.setattr(MetricsLogger, "aggregate", broken)
+    with pytest.raises(RuntimeError, match="aggregation bug"):
+        tracker.metrics_logger.aggregate(task_dict=task_dict)
+    assert tracker.metrics_logger.last_task_dict is task_dict
+    with pytest.raises(RuntimeError, match="aggregation bug"):
+        tracker.save()
+
+
+def test_means_instead_of_the_tasks_aggregation_are_in_the_report(make_tracker: MakeTracker) -> None:
+    class Task:
+        def aggregation(self) -> dict[str, Callable[..., Any]]:
+            return {"f1": max}
+
+    tracker = make_tracker()
+    for value in [1.0, 0.0]:
+        tracker.metrics_logger.log("lighteval|t|0", {"f1": value, "extra": value})
+    tracker.metrics_logger.aggregate(task_dict={"lighteval|t|0": Task()})
+    report = tracker.save()
+    assert "results['lighteval|t|0']: metric(s) 'extra' not in the task's aggregation(): plain mean" in (
+        report.warnings
+    )
+
+
+def test_generate_final_dict_keeps_nan_as_lighteval_does(make_tracker: MakeTracker) -> None:
+    """lighteval's pipeline prints this dict with '%.4f'; None (the JSON-ready form) made it raise."""
+    tracker = make_tracker()
+    tracker.metrics_logger.log("lighteval|t|0", {"f1": float("nan"), "acc": 1.0})
+    tracker.metrics_logger.aggregate()
+    final = tracker.generate_final_dict()
+    assert math.isnan(final["results"]["lighteval:t:0"]["f1"])
+    assert f"{final['results']['lighteval:t:0']['f1']:.4f}" == "nan"
+    assert final["results"]["lighteval:t:0"]["acc"] == 1.0
+    assert tracker.results["results"]["lighteval|t|0"]["f1"] is None  # the JSON-ready form is unchanged

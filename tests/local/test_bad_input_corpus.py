@@ -42,7 +42,7 @@ from evalsink.models import EvaluationResults
 from evalsink.paths import task_file_part
 from evalsink.report import SaveReport
 from evalsink.storage import OutputDir
-from evalsink_local.parquet import MAX_NESTING
+from evalsink_local.parquet import MAX_NESTING, json_text_fields
 from evalsink_local.reader import iter_details, saved_tasks
 
 Sample = tuple[str, Any, Any, dict[Any, Any]]  # task, doc, model_response, metrics
@@ -241,7 +241,10 @@ def assert_results(saved: Saved, samples: list[Sample]) -> None:
                 assert f"results[{task!r}][{name!r}] is" in " ".join(saved.report.warnings)
     for task, left_out in skipped.items():
         for name, count in left_out.items():
-            expected = f"results[{task!r}][{name!r}]: {count} non-numeric value(s) left out of the mean"
+            expected = (
+                f"results[{task!r}][{name!r}]: {count} value(s) that are not single numbers "
+                "left out of the mean"
+            )
             assert expected in saved.report.warnings, saved.report.warnings
 
 
@@ -435,7 +438,19 @@ def test_corpus_value_is_written_by_the_documented_mapping(
         if count:
             assert f"details of {task!r}: {count} NaN/inf value(s) written as null" in saved.report.warnings
         else:
-            assert not any(f"details of {task!r}" in warning for warning in saved.report.warnings)
+            assert not any(warning.startswith(f"details of {task!r}: ") for warning in saved.report.warnings)
+    # and each file with fields stored as JSON text is named, once
+    named = [warning for warning in saved.report.warnings if "written as JSON text" in warning]
+    with_json_text = [
+        fields
+        for fields in (
+            json_text_fields(pq.read_schema(path)) for path in saved.files if path.suffix == ".parquet"
+        )
+        if fields
+    ]
+    assert len(named) == len(with_json_text), named
+    for fields in with_json_text:
+        assert any(f": {', '.join(fields)} written as JSON text" in warning for warning in named), named
 
 
 def test_nan_and_inf_are_null_and_counted(
@@ -466,7 +481,7 @@ def test_decimal_metrics_are_averaged_and_decimal_nan_is_counted(
     saved = save_and_read(tracker, tmp_path / "out")
     assert saved.results["results"]["dec|0"]["acc"] == pytest.approx(0.75)
     assert "details of 'dec|0': 2 NaN/inf value(s) written as null" in saved.report.warnings
-    assert not any("non-numeric" in warning for warning in saved.report.warnings)
+    assert not any("not single numbers" in warning for warning in saved.report.warnings)
 
 
 def deep_dict_case(out: Path) -> None:

@@ -470,6 +470,9 @@ class MetricsLogger:
         self.metric_aggregated: dict[str, dict[str, float]] = {}
         self.skipped: dict[str, dict[str, int]] = {}
         self.failed_aggregations: dict[str, dict[str, str]] = {}
+        self.mean_instead: dict[str, str] = {}
+        """Tasks averaged although ``aggregate()`` was given a ``task_dict``, and why (lighteval
+        raises ``KeyError`` there)."""
 
     def log(self, task_name: str, metrics: Mapping[str, Any]) -> None:
         """Record one sample's metric values.
@@ -497,9 +500,13 @@ class MetricsLogger:
         ``self.skipped``). A corpus aggregation returning a dict contributes all its keys.
         """
         aggregated: dict[str, dict[str, float]] = {}
-        self.skipped, self.failed_aggregations = {}, {}
+        self.skipped, self.failed_aggregations, self.mean_instead = {}, {}, {}
         for task_name, metrics in self.metrics_values.items():
-            own = _task_aggregations(task_dict, task_name)
+            own, problem = _task_aggregations(task_dict, task_name)
+            if problem is not None:
+                self.mean_instead[task_name] = problem
+            elif task_dict is not None:
+                self._note_means(task_dict, task_name, own, metrics)
             out: dict[str, float] = {}
             for metric_name, values in metrics.items():
                 if metric_name in out:
@@ -517,6 +524,7 @@ class MetricsLogger:
                     continue
                 try:
                     result = aggregation(values)
+                    produced = _aggregated_numbers(metric_name, result)
                 except Exception as exc:
                     failed = self.failed_aggregations.setdefault(task_name, {})
                     failed[metric_name] = f"{type(exc).__name__}: {exc}"
@@ -527,22 +535,52 @@ class MetricsLogger:
                         exc,
                     )
                     continue
+                out.update(produced)
                 if isinstance(result, Mapping):
-                    out.update({str(k): float(v) for k, v in result.items()})
                     continue
-                out[metric_name] = float(result)
                 if bootstrap_iters > 0 and len(values) > 1:
                     out[f"{metric_name}_stderr"] = _bootstrap_stderr(aggregation, values, bootstrap_iters)
             aggregated[task_name] = out
         for task_name, counts in self.skipped.items():
             for metric_name, count in counts.items():
                 logger.warning(
-                    "task %r, metric %r: %d non-numeric value(s) left out of the mean",
+                    "task %r, metric %r: %d value(s) that are not single numbers left out of the mean",
                     task_name,
                     metric_name,
                     count,
                 )
+        for task_name, why in self.mean_instead.items():
+            logger.warning("task %r: %s", task_name, why)
         self.metric_aggregated = _add_averages(aggregated)
+
+    def _note_means(
+        self, task_dict: Mapping[str, Any], task_name: str, own: Mapping[str, Any], metrics: Mapping[str, Any]
+    ) -> None:
+        """Say which metrics are averaged only because the task does not name their aggregation."""
+        if task_name not in task_dict:
+            self.mean_instead[task_name] = "not in task_dict: every metric is a plain mean"
+            return
+        if not own:
+            return  # a task without aggregation(): means, as documented
+        missing = [name for name in metrics if name not in own]
+        if missing:
+            self.mean_instead[task_name] = (
+                f"metric(s) {', '.join(map(repr, missing))} not in the task's aggregation(): plain mean"
+            )
+
+
+def _aggregated_numbers(metric_name: str, result: Any) -> dict[str, float]:
+    """What a task's aggregation returned, as results entries; anything but numbers is refused
+    (written as they were, a None or an array would make the results file fail, or lie)."""
+    items = result.items() if isinstance(result, Mapping) else [(metric_name, result)]
+    numbers: dict[str, float] = {}
+    for key, value in items:
+        if not _is_number(value):
+            shown = repr(value)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise TypeError(f"it returned {shown} for {str(key)!r}, not a number")
+        numbers[str(key)] = float(value)
+    return numbers
 
 
 def _check_task_name(task_name: str) -> None:
@@ -572,19 +610,25 @@ def _metric_name(task_name: str, name: Any, metrics: Mapping[Any, Any]) -> str:
     return str(name)
 
 
-def _task_aggregations(task_dict: Mapping[str, Any] | None, task_name: str) -> dict[str, Callable[..., Any]]:
+def _task_aggregations(
+    task_dict: Mapping[str, Any] | None, task_name: str
+) -> tuple[dict[str, Callable[..., Any]], str | None]:
+    """The task's ``aggregation()`` mapping, and why there is none when the task has the method."""
     task = task_dict.get(task_name) if task_dict is not None else None
     aggregation = getattr(task, "aggregation", None)
     if not callable(aggregation):
-        return {}
+        return {}, None
     try:
         result = aggregation()
     except Exception as exc:
-        logger.error(
-            "task %r: aggregation() failed (%s: %s); using the mean", task_name, type(exc).__name__, exc
+        return {}, f"its aggregation() raised {type(exc).__name__}: {exc}; every metric is a plain mean"
+    if not isinstance(result, Mapping):
+        return (
+            {},
+            f"its aggregation() returned {type(result).__name__}, not a mapping; every metric is a "
+            "plain mean",
         )
-        return {}
-    return dict(result) if isinstance(result, Mapping) else {}
+    return dict(result), None
 
 
 def suite_average_name(task_name: str) -> str | None:

@@ -114,6 +114,14 @@ class SinkManager:
                     outcome.outputs.append(result)
             finally:
                 outcome.seconds += time.perf_counter() - started
+                self._collect_warnings(name, outcome)
+
+    def _collect_warnings(self, name: str, outcome: SinkOutcome) -> None:
+        given = getattr(self.sinks[name], "warnings", None)
+        while isinstance(given, list) and given:  # pop, not copy-and-clear: the sink's threads may append
+            message = str(given.pop(0))
+            outcome.warnings.append(message)
+            logger.warning("sink %r: %s", name, message)
 
     def run_started(self, run: Run) -> None:
         self._call("evalsink_run_started", run=run)

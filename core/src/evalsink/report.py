@@ -14,6 +14,8 @@ class SinkOutcome:
     outputs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     failed_hooks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """What the sink reported with :meth:`evalsink.Sink.warn`."""
     seconds: float = 0.0
     timed_out: bool = False
     """A hook exceeded the sink's ``hook_timeout``; the sink got no further hook."""

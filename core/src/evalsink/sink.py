@@ -45,3 +45,14 @@ class Sink:
     def __init__(self, config: SinkConfig, settings: TrackerSettings) -> None:
         self.config = config
         self.settings = settings
+        self.warnings: list[str] = []
+
+    def warn(self, message: str) -> None:
+        """Tell the user something that is not a failure: data kept in another form than it was
+        logged, a value shortened, an option that had no effect.
+
+        The message goes to ``save()``'s ``report.warnings`` as ``"<sink>: <message>"`` (for
+        warnings given until the end of ``evalsink_results_saved``) and to the sink's outcome
+        (``report[name].warnings``). Safe to call from the sink's own threads.
+        """
+        self.__dict__.setdefault("warnings", []).append(message)  # even if __init__ was overridden

@@ -121,8 +121,10 @@ class _MetricsLogger(MetricsLogger):
         self.stale = True
 
     def aggregate(self, task_dict: Mapping[str, Any] | None = None, bootstrap_iters: int = 1000) -> None:
-        super().aggregate(task_dict=task_dict, bootstrap_iters=bootstrap_iters)
+        # remembered first: should this call raise, save() retries with the same tasks (and fails
+        # the same way) instead of quietly writing plain means
         self.last_task_dict, self.last_bootstrap_iters = task_dict, bootstrap_iters
+        super().aggregate(task_dict=task_dict, bootstrap_iters=bootstrap_iters)
         self.stale = False
 
     def refresh(self) -> None:
@@ -568,8 +570,13 @@ class EvaluationTracker:
         for task, skipped in self.metrics_logger.skipped.items():
             for metric, count in skipped.items():
                 report.warnings.append(
-                    f"results[{task!r}][{metric!r}]: {count} non-numeric value(s) left out of the mean"
+                    f"results[{task!r}][{metric!r}]: {count} value(s) that are not single numbers left out "
+                    "of the mean"
                 )
+        for task, why in self.metrics_logger.mean_instead.items():
+            report.warnings.append(f"results[{task!r}]: {why}")
+        for name, outcome in report.sinks.items():
+            report.warnings.extend(f"{name}: {message}" for message in outcome.warnings)
         return report
 
     @property
@@ -614,12 +621,21 @@ class EvaluationTracker:
             raise KeyError(f"sink {name!r} is not enabled (enabled: {', '.join(self.sink_names)})") from None
 
     def generate_final_dict(self) -> dict[str, Any]:
-        """The results dict with '|' shown as ':' in task names, as lighteval's."""
+        """The results dict with '|' shown as ':' in task names, as lighteval's.
+
+        Metric values are the aggregated floats, NaN and inf included, as lighteval returns them:
+        its pipeline prints this dict with a ``%.4f`` table, which a ``None`` (what the JSON-ready
+        :attr:`results` holds for NaN) makes raise.
+        """
+        final = self.results
+        final["results"] = {
+            task: dict(metrics) for task, metrics in self.metrics_logger.metric_aggregated.items()
+        }
         return {
             section: (
                 {str(k).replace("|", ":"): v for k, v in value.items()} if isinstance(value, dict) else value
             )
-            for section, value in self.results.items()
+            for section, value in final.items()
         }
 
     def preview_outputs(self, samples: int = 1) -> None:

@@ -219,6 +219,7 @@ class LocalSink(Sink):
                         functools.partial(batch.open, target),
                         row_group_size=self.config.row_group_size,
                         compression=self.config.compression,
+                        on_json_text=functools.partial(json_text.__setitem__, task_name),
                     )
             except OutputWriteError as exc:
                 store_failed.set()
@@ -228,6 +229,7 @@ class LocalSink(Sink):
             return None
 
         streamed: dict[str, Path] = {}
+        json_text: dict[str, list[str]] = {}
         try:
             if self._streaming is not None:
                 try:
@@ -255,6 +257,7 @@ class LocalSink(Sink):
         except BaseException:
             batch.discard()
             raise
+        self._warn_json_text({task: paths for task, paths in json_text.items() if paths})
         failures = [(task, error) for task, error in zip(tasks, errors, strict=True) if error is not None]
         written = [
             layout.details.display(layout.details_file(task, run.date_id))
@@ -269,6 +272,17 @@ class LocalSink(Sink):
                 store_failed=store_failed.is_set(),
             )
         return written
+
+    def _warn_json_text(self, fields: dict[str, list[str]], shown: int = 10) -> None:
+        """Say which fields were written as JSON text: a reader gets strings there, not the values'
+        own types (``evalsink_local.reader`` decodes them)."""
+        for task_name, paths in list(fields.items())[:shown]:
+            self.warn(
+                f"details of {task_name!r}: {', '.join(paths)} written as JSON text (values of several "
+                "types, or nested too deep for parquet; field metadata evalsink.encoding=json)"
+            )
+        if len(fields) > shown:
+            self.warn(f"details of {len(fields) - shown} more task(s) have fields written as JSON text")
 
 
 class NotAttemptedError(Exception):

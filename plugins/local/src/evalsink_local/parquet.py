@@ -495,6 +495,22 @@ class _IntsDontFitError(Exception):
     """An int beyond 2**53 met a double column: redo the full path keeping ints apart."""
 
 
+def json_text_fields(schema: pa.Schema) -> list[str]:
+    """Dotted paths of the fields a schema stores as JSON text (``[]`` steps into list items)."""
+
+    def walk(field: pa.Field, path: str) -> Iterator[str]:
+        if field.metadata and field.metadata.get(b"evalsink.encoding") == b"json":
+            yield path
+        elif pa.types.is_struct(field.type):
+            for index in range(field.type.num_fields):
+                child = field.type.field(index)
+                yield from walk(child, f"{path}.{child.name}")
+        elif pa.types.is_list(field.type):
+            yield from walk(field.type.value_field, f"{path}[]")
+
+    return [path for field in schema for path in walk(field, field.name)]
+
+
 def _write_full(
     read: Callable[[], Iterable[dict[str, Any]]],
     sink: IO[bytes],
@@ -502,9 +518,12 @@ def _write_full(
     compression: str,
     *,
     widen_ints: bool = True,
+    on_json_text: Callable[[list[str]], None] | None = None,
 ) -> int:
     """Two reads: decide the schema over every record, then write."""
     schema = details_schema(read, row_group_size, widen_ints=widen_ints)
+    if on_json_text is not None:
+        on_json_text(json_text_fields(schema))
     encoded = [_needs_encoding(schema.field(column)) for column in COLUMNS]
     rows = 0
     writer = _BackgroundWriter(open_writer(sink, schema, compression), row_group_size)
@@ -537,12 +556,14 @@ def write_details(
     *,
     row_group_size: int = 1000,
     compression: str = "snappy",
+    on_json_text: Callable[[list[str]], None] | None = None,
 ) -> int:
     """Write the records ``read()`` yields as one parquet file; returns the number of rows.
 
     ``open_target()`` opens the destination (atomically: a target left by an exception is
     discarded); it is called again each time a path gives way to the next: fast, full, then full
-    with ints and doubles kept apart.
+    with ints and doubles kept apart. ``on_json_text`` is told, for each full-path attempt (the
+    last call counts), which fields the file stores as JSON text.
     """
     try:
         with open_target() as sink:
@@ -551,8 +572,10 @@ def write_details(
         pass
     try:
         with open_target() as sink:
-            return _write_full(read, sink, row_group_size, compression)
+            return _write_full(read, sink, row_group_size, compression, on_json_text=on_json_text)
     except _IntsDontFitError:
         pass
     with open_target() as sink:
-        return _write_full(read, sink, row_group_size, compression, widen_ints=False)
+        return _write_full(
+            read, sink, row_group_size, compression, widen_ints=False, on_json_text=on_json_text
+        )
