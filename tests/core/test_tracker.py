@@ -291,21 +291,35 @@ def test_details_property_reads_back_logged_samples(make_tracker: MakeTracker) -
     ]
 
 
-def test_details_after_a_saved_run_closed_points_to_load_details_datasets(make_tracker: MakeTracker) -> None:
-    tracker = make_tracker()
-    log_samples(tracker, "lighteval|t|0", 2)
+def test_details_of_a_saved_run_are_read_back_from_its_saved_files(make_tracker: MakeTracker) -> None:
+    """lighteval's main_accelerate takes ``pipeline.get_details()`` (``details_logger.details``)
+    before saving and returns it to its caller, who reads it after the spool was removed."""
+    tracker = make_tracker(sinks=["local", "recorder"])
+    log_samples(tracker, "lighteval|t|0", 3)
+    taken_before_save = tracker.details_logger.details
+    before = tracker.details["lighteval|t|0"]
     tracker.save()  # outside a with block: the run is closed and its spool removed
-    with pytest.raises(EvalsinkError, match="load_details_datasets"):
-        tracker.details  # noqa: B018
+    assert not tracker.details_logger.spool.path.exists()
+    assert taken_before_save["lighteval|t|0"] == before
+    assert tracker.details["lighteval|t|0"] == before
+    assert [record["doc"]["query"] for record in before] == [f"lighteval|t|0 q{i}" for i in range(3)]
+    assert list(tracker.details) == ["lighteval|t|0"]
 
 
-def test_details_stay_readable_inside_the_with_block_until_it_ends(make_tracker: MakeTracker) -> None:
-    tracker = make_tracker()
+def test_details_after_the_block_of_a_saved_run_come_from_its_files(make_tracker: MakeTracker) -> None:
+    tracker = make_tracker(sinks=["local"])
     with tracker:
         log_samples(tracker, "lighteval|t|0", 2)
         tracker.save()
         assert len(tracker.details["lighteval|t|0"]) == 2
-    with pytest.raises(EvalsinkError, match="load_details_datasets"):
+    assert len(tracker.details["lighteval|t|0"]) == 2
+
+
+def test_details_of_a_saved_run_without_the_local_sink_say_where_to_look(make_tracker: MakeTracker) -> None:
+    tracker = make_tracker()  # the recorder sink only: no local files to read back
+    log_samples(tracker, "lighteval|t|0", 2)
+    tracker.save()
+    with pytest.raises(EvalsinkError, match="the local sink did not save this run"):
         tracker.details  # noqa: B018
 
 

@@ -271,24 +271,30 @@ def _text(value: Any) -> bytes:
 
 
 class _LazyDetails(Mapping[str, list[dict[str, Any]]]):
-    """``details_logger.details`` read back from the spool, one task at a time."""
+    """``details_logger.details`` read back from the spool, one task at a time; once a saved run
+    has removed its spool, from the saved files (``DetailsLogger.read_saved``).
 
-    def __init__(self, spool: DetailSpool) -> None:
-        self._spool = spool
+    lighteval's pipeline takes this mapping before ``save()`` and hands it to its caller after.
+    """
+
+    def __init__(self, details_logger: DetailsLogger) -> None:
+        self._logger = details_logger
 
     def __getitem__(self, task_name: str) -> list[dict[str, Any]]:
-        if not self._spool.count(task_name):
+        spool = self._logger.spool
+        if not spool.count(task_name):
             raise KeyError(task_name)
+        if self._logger.read_saved is not None and not spool.path.exists():
+            return self._logger.read_saved(task_name)
         return [
-            {k: v for k, v in record.items() if k != "task_name"}
-            for record in self._spool.iter_records(task_name)
+            {k: v for k, v in record.items() if k != "task_name"} for record in spool.iter_records(task_name)
         ]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._spool.tasks())
+        return iter(self._logger.spool.tasks())
 
     def __len__(self) -> int:
-        return len(self._spool.tasks())
+        return len(self._logger.spool.tasks())
 
 
 class DetailsLogger:
@@ -304,6 +310,8 @@ class DetailsLogger:
             spool = DetailSpool(Path(self._tmp.name) / "details.jsonl", fsync=False)
         self.spool = spool
         self.on_batch = on_batch
+        self.read_saved: Callable[[str], list[dict[str, Any]]] | None = None
+        """Reads a task's saved details; set by the tracker when it removes the spool of a saved run."""
         self._hashes: dict[str, _TaskHashes] = {}
         self.nonfinite: dict[str, int] = defaultdict(int)
         self.compiled_hashes: dict[str, CompiledHash] = {}
@@ -370,7 +378,7 @@ class DetailsLogger:
     @property
     def details(self) -> Mapping[str, list[dict[str, Any]]]:
         """Task name -> list of {doc, model_response, metric} dicts, read back from the spool."""
-        return _LazyDetails(self.spool)
+        return _LazyDetails(self)
 
     def aggregate(self) -> None:
         """Combine the per-sample hashes per task (sorted, so order does not matter), then over tasks."""

@@ -21,12 +21,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import itertools
 import logging
 import math
 import os
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -486,6 +487,8 @@ class EvaluationTracker:
             self._manifest.samples = len(self.details_logger.spool)
             self._write_manifest(RunState.SHARD_DONE if done else RunState.FAILED, always=True)
         elif not failed and self._report is not None and self._report.ok:
+            if "local" in self._manager.sinks:
+                self.details_logger.read_saved = self._saved_details
             for path in self._merged:
                 path.unlink(missing_ok=True)
             manifest_path(self.details_logger.spool.path).unlink(missing_ok=True)
@@ -592,12 +595,35 @@ class EvaluationTracker:
         Once a saved run is closed its spool is gone: read the saved files with
         :meth:`load_details_datasets` instead.
         """
-        if self._closed and not self.details_logger.spool.path.exists():
+        if (
+            self._closed
+            and not self.details_logger.spool.path.exists()
+            and self.details_logger.read_saved is None
+        ):
             raise EvalsinkError(
-                "the details spool was removed when the run closed; "
-                "read the saved details with load_details_datasets(date_id, task_names)"
+                "the details spool was removed when the run closed, and the local sink did not save "
+                "this run: read the details where its sinks wrote them"
             )
         return self.details_logger.details
+
+    def _saved_details(self, task_name: str) -> list[dict[str, Any]]:
+        """A task's details as the local sink saved them (JSON-text fields decoded): what
+        :attr:`details` reads once a saved run has removed its spool."""
+        from evalsink.paths import task_file_part
+        from evalsink_local.reader import iter_details, saved_tasks
+
+        local = self._manager.sinks.get("local")
+        _, files = saved_tasks(
+            self.output,
+            self.general_config_logger.model_name,
+            self.run.date_id or "last",
+            results_path_template=self.settings.results_path_template,
+            details_path_template=getattr(getattr(local, "config", None), "details_path_template", None),
+        )
+        path = files.get(task_file_part(task_name))
+        if path is None:
+            raise EvalsinkError(f"the saved details of {task_name!r} are not in {self.settings.output_dir}")
+        return list(iter_details(self.output, path))
 
     @property
     def report(self) -> SaveReport | None:
@@ -640,11 +666,16 @@ class EvaluationTracker:
 
     def preview_outputs(self, samples: int = 1) -> None:
         """Print the first samples of each task: query, gold, prediction and metrics."""
-        for task_name in self.details_logger.spool.tasks():
+        spool = self.details_logger.spool
+        for task_name in spool.tasks():
             print(f"=== {task_name} ===")
-            for index, record in enumerate(self.details_logger.spool.iter_records(task_name)):
-                if index >= samples:
-                    break
+            if spool.path.exists() or not self._closed:  # lazily: the first samples only
+                records: Iterable[Mapping[str, Any]] = itertools.islice(
+                    spool.iter_records(task_name), samples
+                )
+            else:  # a saved run's spool is gone: its saved files
+                records = self.details[task_name][:samples]
+            for record in records:
                 doc, response = record.get("doc") or {}, record.get("model_response") or {}
                 print(f"query: {str(doc.get('query', ''))[:500]}")
                 if doc.get("choices") is not None:
