@@ -150,3 +150,30 @@ def test_last_ignores_the_folders_of_nested_model_names(
     _run(make_tracker, seed=6, model_name="org/model")
     tracker, _, expected = _run(make_tracker, seed=7, model_name="org")
     assert tracker.load_details_datasets("last", [ANATOMY])[ANATOMY].to_list() == expected[ANATOMY]
+
+
+def test_fields_of_mixed_types_come_back_as_logged(make_tracker: Callable[..., EvaluationTracker]) -> None:
+    """lighteval rebuilds ModelResponse(**row["model_response"]) from these rows: a chat-list input
+    stored as JSON text (it mixes with plain strings) must come back as the list, not its text."""
+    tracker = make_tracker()
+    tracker.general_config_logger.log_model_info(model_name="org/model")
+    chat = [{"role": "user", "content": "2+2?"}]
+    inputs: list[Any] = ["plain prompt", chat, "another", chat]
+    for index, prompt in enumerate(inputs):
+        tracker.details_logger.log(
+            "mixed|0", {"query": f"q{index}"}, {"input": prompt, "text": ["4"]}, {"em": 1.0}
+        )
+    report = tracker.save()
+    assert any("model_response.input written as JSON text" in warning for warning in report.warnings)
+    [dataset] = tracker.load_details_datasets("last", ["mixed|0"]).values()
+    assert [row["model_response"]["input"] for row in dataset] == inputs  # iterating, as lighteval does
+    assert dataset[1]["model_response"]["input"] == chat  # and indexing
+    assert dataset["model_response"][0]["input"] == "plain prompt"  # and by column
+    assert dataset.data.column("model_response")[1]["input"].as_py() == '[{"role":"user","content":"2+2?"}]'
+
+
+def test_files_without_json_text_load_untransformed(make_tracker: Callable[..., EvaluationTracker]) -> None:
+    tracker, _, expected = _run(make_tracker, seed=4, tasks=[ANATOMY])
+    [dataset] = tracker.load_details_datasets("last", [ANATOMY]).values()
+    assert dataset.format["type"] is None  # a plain datasets.Dataset, as lighteval returns
+    assert dataset.to_list() == expected[ANATOMY]

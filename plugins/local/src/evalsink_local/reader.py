@@ -103,7 +103,47 @@ def load_details_datasets(
         raise ValueError(
             f"task(s) {', '.join(missing)} not found in the details of run {date_id} (saved: {saved})"
         )
-    return {task: load_dataset("parquet", data_files=path, split="train") for task, path in chosen.items()}
+    return {
+        task: _decoding(output, load_dataset("parquet", data_files=path, split="train"), path)
+        for task, path in chosen.items()
+    }
+
+
+def _decoding(output: OutputDir, dataset: Any, path: str) -> Any:
+    """The dataset, decoding its JSON-text fields as rows are read (``Dataset.with_transform``).
+
+    Their values have no common type, so no Arrow column can hold them decoded; a transform hands
+    them to Python as they were logged, so that a run rebuilt from its details (lighteval rebuilds
+    ``ModelResponse(**row["model_response"])``) gets a chat-list ``input`` back, not its JSON text.
+    Arrow-level reads (``to_pandas()``, ``data``) still see the text.
+    """
+    import pyarrow.parquet as pq
+
+    with open(path, "rb") if output.is_local else output.fs.open(path, "rb") as handle:
+        schema = pq.read_schema(handle)
+    if not any(_has_json_text(field) for field in schema):
+        return dataset
+    fields = {field.name: field for field in schema}
+
+    def decode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return {
+            name: [_decoded(value, fields[name]) for value in values] if name in fields else values
+            for name, values in batch.items()
+        }
+
+    return dataset.with_transform(decode)
+
+
+def _has_json_text(field: Any) -> bool:
+    import pyarrow as pa
+
+    if (field.metadata or {}).get(b"evalsink.encoding") == b"json":
+        return True
+    if pa.types.is_struct(field.type):
+        return any(_has_json_text(field.type.field(i)) for i in range(field.type.num_fields))
+    if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
+        return _has_json_text(field.type.value_field)
+    return False
 
 
 def iter_details(output: OutputDir, path: str, batch_rows: int = 500) -> Iterator[dict[str, Any]]:
