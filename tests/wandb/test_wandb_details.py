@@ -216,3 +216,29 @@ def test_a_details_failure_of_a_failed_evaluation_is_reported_at_finish(
     assert outcome.failed_hooks == ["evalsink_run_finished"]
     assert "OSError: disk full" in outcome.errors[0]
     assert run_of(tracker).exit_code == 1
+
+
+def test_long_task_names_get_tables_of_their_own(tmp_path: Path) -> None:
+    """W&B names an incremental table's artifact after the run id and the key, and refuses names
+    over 128 characters: a ~100-character task name failed the sink and lost later tables."""
+    prefix = "custom|" + "very_long_subject_name_" * 12  # 283 characters before the suffix
+    tasks = [f"{prefix}a|0", f"{prefix}b|0", PLAIN]
+    tracker = EvaluationTracker(
+        tmp_path, sinks=["wandb"], sink_config={"wandb": {"project": "p", "rows_per_increment": 5}}
+    )
+    for index in range(12):
+        for task in tasks:
+            tracker.details_logger.log(task, {"query": f"{task[-3:]} {index}"}, {"text": ["x"]}, {"acc": 1.0})
+            tracker.metrics_logger.log(task, {"acc": 1.0})
+    report = tracker.save()
+    assert report.ok, str(report)
+    run = run_of(tracker)
+    wandb_run_id = run.run.run_id  # the RunRecord read back from the run file
+    keys = [details_key(task, wandb_run_id) for task in tasks]
+    assert keys[2] == f"details/{PLAIN}"  # short names keep their plain key
+    assert len(set(keys)) == 3  # the two long names share 283 characters, not a table
+    for task, key in zip(tasks, keys, strict=True):
+        assert len(f"run-{wandb_run_id}-incr-{key}") <= 128 - 7
+        assert any(artifact.name.startswith(f"run-{wandb_run_id}-incr-details") for artifact in run.artifacts)
+        rows = table_at(run, key)
+        assert [row["doc.query"] for row in rows] == [f"{task[-3:]} {i}" for i in range(12)]

@@ -93,8 +93,11 @@ class DetailsStream:
         max_rows: int | None,
         rows_per_increment: int,
         max_cell_chars: int,
+        wandb_run_id: str = "",
     ) -> None:
         self._new_table = new_table
+        self.wandb_run_id = wandb_run_id
+        """The W&B run's id, which W&B puts in each table's artifact name (see ``details_key``)."""
         self._send = send
         self.max_rows = max_rows
         self.rows_per_increment = rows_per_increment
@@ -112,7 +115,7 @@ class DetailsStream:
         """Buffer one sample of ``task``; send every buffered row once enough are waiting."""
         state = self._tasks.get(task)
         if state is None:
-            state = self._tasks[task] = _TaskTable(details_key(task))
+            state = self._tasks[task] = _TaskTable(details_key(task, self.wandb_run_id))
         index = state.seen
         state.seen += 1
         if self.max_rows is not None and index >= self.max_rows:

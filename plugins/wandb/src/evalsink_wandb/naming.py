@@ -8,6 +8,7 @@ rewriting made ``mmlu:anatomy`` and ``mmlu/anatomy`` collide and split a task ac
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -34,9 +35,25 @@ def metric_key(task: str, metric: str) -> str:
     return f"{_part(task)}/{_part(metric)}"
 
 
-def details_key(task: str) -> str:
-    """``details/{task}``: one section holds every task's details table."""
-    return f"{DETAILS_PREFIX}/{_part(task)}"
+def details_key(task: str, wandb_run_id: str = "") -> str:
+    """``details/{task}``: one section holds every task's details table.
+
+    W&B stores an incremental table as an artifact named ``run-{run id}-incr-{key}`` (less the
+    characters artifact names refuse, plus a 7-character suffix when any were removed), and
+    refuses names over 128 characters: a ~100-character task name failed the sink. A key that
+    could not fit keeps the start of the task name and ends with ``~`` and 8 hex digits of the
+    whole name's hash, so tasks sharing a long prefix keep separate tables.
+    """
+    key = f"{DETAILS_PREFIX}/{_part(task)}"
+    budget = _ARTIFACT_NAME_MAX - len(f"run-{wandb_run_id}-incr-") - _SANITIZED_SUFFIX
+    if len(key) <= budget:
+        return key
+    digest = hashlib.sha256(task.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    keep = max(budget - len(f"{DETAILS_PREFIX}/~{digest}"), 0)
+    return f"{DETAILS_PREFIX}/{_part(task)[:keep]}~{digest}"
+
+
+_SANITIZED_SUFFIX = 7  # "-" and 6 characters, added by wandb when it removes characters from a name
 
 
 def _finite(value: float | None) -> float | None:

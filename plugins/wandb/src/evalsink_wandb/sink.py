@@ -151,6 +151,7 @@ class WandbSink(Sink):
                     max_rows=self.config.max_rows,
                     rows_per_increment=self.config.rows_per_increment,
                     max_cell_chars=self.config.max_cell_chars,
+                    wandb_run_id=str(wandb_run.id),
                 )
 
     @hookimpl
