@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,3 +96,20 @@ def save_run(
     report = tracker.save()
     assert report.ok, str(report)
     return Path(report["local"].outputs[0])
+
+
+def run_cli(
+    *args: str | Path, cwd: Path | None = None, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m evalsink ARGS`` in a fresh process, as a user runs it: no EVALSINK_* variables
+    of the test run, unless given in ``env``, and a wide terminal (long paths on one line)."""
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("EVALSINK_")}
+    return subprocess.run(
+        [sys.executable, "-m", "evalsink", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**environ, "COLUMNS": "250", **(env or {})},
+        check=False,
+    )

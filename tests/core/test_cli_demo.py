@@ -4,28 +4,13 @@ process as a user runs it, its files read back."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from core_helpers import run_cli
 
 from evalsink.demo import TASKS
 from evalsink.models import EvaluationResults
-
-
-def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("EVALSINK_")}
-    env["COLUMNS"] = "250"  # long paths on one line each, as in a wide terminal
-    return subprocess.run(
-        [sys.executable, "-m", "evalsink", "demo", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-    )
 
 
 def _refuse(constant: str) -> None:
@@ -34,7 +19,7 @@ def _refuse(constant: str) -> None:
 
 def test_demo_writes_lighteval_files_and_says_where(tmp_path: Path) -> None:
     output = tmp_path / "demo"
-    done = run_demo("--output-dir", str(output))
+    done = run_cli("demo", "--output-dir", str(output), timeout=300)
     assert done.returncode == 0, done.stderr
 
     [results_file] = (output / "results").rglob("results_*.json")
@@ -56,14 +41,17 @@ def test_demo_writes_lighteval_files_and_says_where(tmp_path: Path) -> None:
 
 
 def test_demo_through_a_second_sink_and_a_misspelt_one(tmp_path: Path) -> None:
-    done = run_demo("--output-dir", str(tmp_path / "two"), "--sinks", "local,recorder", "--samples", "3")
+    args = ["--output-dir", str(tmp_path / "two"), "--sinks", "local,recorder", "--samples", "3"]
+    done = run_cli("demo", *args, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "local: ok in " in done.stdout
     assert "recorder: ok in " in done.stdout
     details = list((tmp_path / "two" / "details").rglob("details_*.parquet"))
     assert sum(pq.read_metadata(path).num_rows for path in details) == 3 * len(TASKS)
 
-    misspelt = run_demo("--output-dir", str(tmp_path / "bad"), "--sinks", "local,tensorbord")
+    misspelt = run_cli(
+        "demo", "--output-dir", str(tmp_path / "bad"), "--sinks", "local,tensorbord", timeout=300
+    )
     assert misspelt.returncode == 2
     assert misspelt.stderr.startswith("evalsink: error: sink 'tensorbord' is not installed")
     assert "(did you mean 'tensorboard'?)" in misspelt.stderr

@@ -4,16 +4,13 @@ and the exit codes a CI gate relies on (0 ok, 1 regression, 2 usage or input err
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from core_helpers import save_run
+from core_helpers import run_cli, save_run
 
 from evalsink.cli import main
 from evalsink.commands.compare import compare, declared_directions
@@ -436,19 +433,6 @@ def test_a_tolerance_that_would_disable_the_gate_is_refused(tolerance: str) -> N
     assert result.exit_code == 2
     [line] = result.stderr.splitlines()
     assert line.startswith("evalsink: error: Invalid value for '--tolerance': ")
-
-
-def run_cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("EVALSINK_")}
-    return subprocess.run(
-        [sys.executable, "-m", "evalsink", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={**environ, "COLUMNS": "250"},
-        check=False,
-    )
 
 
 def test_python_m_evalsink_diff_exit_codes(runs: dict[str, Path], tmp_path: Path) -> None:

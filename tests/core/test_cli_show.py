@@ -4,10 +4,7 @@ newest run per model by default; every input error is one line on stderr and exi
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +12,7 @@ from typing import Any
 import core_helpers
 import pytest
 from click.testing import CliRunner, Result
+from core_helpers import run_cli
 
 from evalsink.cli import main
 from evalsink.results_files import find_results_files, select_runs
@@ -392,19 +390,6 @@ def test_evalsink_without_a_command_still_shows_the_help() -> None:
     assert "Commands:" in result.output
     assert "show" in result.output
     assert "evalsink: error" not in result.output
-
-
-def run_cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("EVALSINK_")}
-    return subprocess.run(
-        [sys.executable, "-m", "evalsink", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={**environ, "COLUMNS": "250"},
-        check=False,
-    )
 
 
 def test_python_m_evalsink_show(output: dict[str, Any], tmp_path: Path) -> None:

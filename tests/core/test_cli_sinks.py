@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from core_helpers import run_cli
 from pydantic import Field
 
 from evalsink import Sink, SinkConfig, discovery
@@ -339,19 +339,6 @@ def test_check_does_import_the_sinks(tmp_path: Path) -> None:
     report = imported_by("sinks", "--check", tmp_path=tmp_path)
     assert report["code"] == 0
     assert {"evalsink_recorder", "evalsink_local", "pydantic"} <= set(report["loaded"])
-
-
-def run_cli(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("EVALSINK_")}
-    return subprocess.run(
-        [sys.executable, "-m", "evalsink", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={**environ, "COLUMNS": "250", **(env or {})},
-        check=False,
-    )
 
 
 def test_python_m_evalsink_sinks(tmp_path: Path) -> None:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from core_helpers import Calls
+from core_helpers import Calls, run_cli
 
 from evalsink import EvaluationTracker
 from evalsink.errors import EvalsinkError
@@ -80,12 +78,6 @@ def test_pushing_to_the_local_sink_is_refused(tmp_path: Path) -> None:
     [saved] = saved_runs(tmp_path)
     with pytest.raises(EvalsinkError, match="local sink is where a pushed run is read from"):
         replay_run(saved, ["local", "recorder"])
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "evalsink", *args], capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def test_the_push_command(tmp_path: Path) -> None:

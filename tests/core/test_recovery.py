@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from core_helpers import run_cli
 from evalsink_recorder import CALLS
 
 from evalsink import EvaluationTracker
@@ -242,12 +243,6 @@ def test_sigkill_at_random_moments_never_loses_flushed_samples(
         assert [row["doc"]["query"] for row in rows] == [f"q{i}" for i in range(len(rows))]
         assert find_runs(output) == []
         assert not (output / ".evalsink").exists()  # spool and staged files of the dead child gone
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "evalsink", *args], capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def test_the_recover_command(tmp_path: Path) -> None:

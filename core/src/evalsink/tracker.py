@@ -612,13 +612,12 @@ class EvaluationTracker:
         from evalsink.paths import task_file_part
         from evalsink_local.reader import iter_details, saved_tasks
 
-        local = self._manager.sinks.get("local")
         _, files = saved_tasks(
             self.output,
             self.general_config_logger.model_name,
             self.run.date_id or "last",
             results_path_template=self.settings.results_path_template,
-            details_path_template=getattr(getattr(local, "config", None), "details_path_template", None),
+            details_path_template=self._details_path_template(),
         )
         path = files.get(task_file_part(task_name))
         if path is None:
@@ -690,15 +689,19 @@ class EvaluationTracker:
         """
         from evalsink_local.reader import load_details_datasets
 
-        local = self._manager.sinks.get("local")
         return load_details_datasets(
             self.output,
             self.general_config_logger.model_name,
             date_id,
             list(task_names),
             results_path_template=self.settings.results_path_template,
-            details_path_template=getattr(getattr(local, "config", None), "details_path_template", None),
+            details_path_template=self._details_path_template(),
         )
+
+    def _details_path_template(self) -> str | None:
+        """The local sink's ``details_path_template`` option, where the saved details are."""
+        local = self._manager.sinks.get("local")
+        return getattr(getattr(local, "config", None), "details_path_template", None)
 
     # -- lighteval's Hub methods: the hub sink's distribution (evalsink-hub) does the work ----
     def push_results_to_hub(self, repo_id: str, path_in_repo: str, private: bool | None = None) -> str | None:
