@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import enum
@@ -545,3 +546,44 @@ def test_an_accepted_non_string_key_is_not_blamed_for_another_fields_failure(key
 
 def test_enum_key_is_its_value() -> None:
     assert _roundtrip({Color.RED: 1}) == {"red": 1}
+
+
+# -- bytes -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("raw", [b"\x89PNG\x00\xff", bytearray(b"\x00"), memoryview(b"abc"), b""])
+def test_bytes_become_a_base64_object_that_decodes_back(raw: Any) -> None:
+    data = jsonsafe.dumps({"doc": {"image": raw, "images": [raw]}})
+
+    plain = json.loads(data)
+    expected = {"$evalsink.bytes": base64.b64encode(bytes(raw)).decode()}
+    assert plain == {"doc": {"image": expected, "images": [expected]}}
+    assert jsonsafe.has_bytes(data)
+    assert jsonsafe.decode_bytes(plain) == {"doc": {"image": bytes(raw), "images": [bytes(raw)]}}
+
+
+def test_decode_bytes_leaves_other_objects_alone() -> None:
+    plain = {"a": {"$evalsink.bytes": "AA==", "b": 1}, "c": [{"$evalsink.bytes": 7}], "d": "x"}
+    assert jsonsafe.decode_bytes(plain) == plain
+    assert not jsonsafe.has_bytes(jsonsafe.dumps({"text": "$evalsink.bytes", "k": ["$evalsink.bytes"]}))
+
+
+def test_decoded_records_encode_again_unchanged() -> None:
+    """Sinks encode the records they receive (table cells, files): the bytes stay bytes."""
+    data = jsonsafe.dumps({"doc": {"images": [{"path": None, "bytes": b"\x89PNG"}]}})
+    assert jsonsafe.dumps(json.loads(data)) == data
+    assert jsonsafe.decode_bytes(json.loads(data))["doc"]["images"][0]["bytes"] == b"\x89PNG"
+
+
+def test_text_under_the_bytes_key_that_is_not_base64_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"base64|padding"):
+        jsonsafe.decode_bytes({"x": {"$evalsink.bytes": "not base64!"}})
+
+
+def test_pil_is_not_imported_to_check_for_images() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom evalsink import jsonsafe\njsonsafe.dumps({'b': b'x'})\nprint('PIL' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -10,6 +10,13 @@ with an :class:`EncodeError` that names the field, so nothing is corrupted quiet
   torch tensors without importing torch);
 * ``Decimal`` becomes a number, ``datetime``/``date`` an ISO-8601 string, ``Enum`` its value,
   ``pathlib`` paths their string;
+* ``bytes``, ``bytearray`` and ``memoryview`` become ``{"$evalsink.bytes": "<base64>"}``, which
+  the local sink writes as a binary column (JSON has no bytes; :func:`decode_bytes` undoes it).
+  The key is reserved: such an object, whoever wrote it, is read back as bytes, so that records
+  decoded from evalsink's JSON can be encoded again unchanged (sinks do);
+* PIL images become ``{"path": ..., "bytes": ...}``, the struct ``datasets`` stores an image as
+  (lighteval's details of multimodal tasks): the encoded image in its own format (PNG or TIFF
+  when it has none), and the file it was opened from, if any;
 * NaN and ±infinity (``float``, numpy or ``Decimal``, including a ``Decimal`` beyond the float
   range) become ``null`` and are counted by :func:`count_nonfinite`, so callers can report them;
 * non-string keys become strings (``1`` -> ``"1"``, ``True`` -> ``"true"``, ``None`` -> ``"null"``,
@@ -21,10 +28,13 @@ with an :class:`EncodeError` that names the field, so nothing is corrupted quiet
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
+import io
 import math
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import PurePath
@@ -44,6 +54,46 @@ _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_PAS
 _STR_KEYS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
+BYTES_KEY = "$evalsink.bytes"
+"""The one key of the object that stands for raw bytes in JSON (their base64 text)."""
+_BYTES_TAG = b'"$evalsink.bytes":'  # only a key is followed by a colon in JSON
+
+
+def _bytes_object(data: bytes | bytearray | memoryview) -> dict[str, str]:
+    return {BYTES_KEY: base64.b64encode(data).decode("ascii")}
+
+
+class _ImageNotEncodedError(TypeError):
+    """An image that failed to encode: the error names the field and says why, not just its type."""
+
+
+def _pil_image(value: Any) -> bool:
+    pil = sys.modules.get("PIL.Image")  # never imported here: an image exists only if PIL is loaded
+    return pil is not None and isinstance(value, pil.Image)
+
+
+def _image_object(image: Any) -> dict[str, Any]:
+    """An image as ``datasets`` encodes one in a struct (``{"path", "bytes"}``, path first).
+
+    ``datasets`` keeps only the path of an image opened from a file; here the bytes are kept
+    too, so that details copied elsewhere (the Hub) still hold the image.
+    """
+    from PIL import Image
+
+    kind = image.format
+    if kind is None or kind not in Image.SAVE or kind not in Image.OPEN:
+        kind = "PNG" if image.mode in {"1", "L", "LA", "RGB", "RGBA"} else "TIFF"
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, format=kind)
+    except Exception as exc:  # named with the field by dumps(): the sample is refused, not dropped
+        raise _ImageNotEncodedError(
+            f"the image could not be encoded as {kind}: {type(exc).__name__}: {exc}"
+        ) from exc
+    path = getattr(image, "filename", None)
+    return {"path": str(path) if path else None, "bytes": _bytes_object(buffer.getbuffer())}
+
+
 def _default(value: Any) -> Any:
     """Called by orjson for types it does not know natively, and for dataclass instances."""
     names = _FIELD_NAMES.get(type(value))
@@ -54,6 +104,10 @@ def _default(value: Any) -> Any:
         if type(attributes) is dict and len(attributes) == len(names):
             return attributes  # the fields and nothing else (the common case): no copy
         return {name: getattr(value, name) for name in names}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _bytes_object(value)
+    if _pil_image(value):
+        return _image_object(value)
     if type(value).__name__ in {"SecretStr", "SecretBytes"}:
         return REDACTED
     if hasattr(value, "model_dump") and callable(value.model_dump):
@@ -139,6 +193,25 @@ def dumps(value: Any, *, indent: bool = False, config: bool = False) -> bytes:
     return data
 
 
+def has_bytes(line: bytes) -> bool:
+    """Whether JSON text written by :func:`dumps` holds bytes (so is worth :func:`decode_bytes`)."""
+    return b"$" in line and _BYTES_TAG in line
+
+
+def decode_bytes(data: Any) -> Any:
+    """Plain JSON data with every ``{"$evalsink.bytes": "<base64>"}`` object turned back into bytes.
+
+    Text under that key that is not base64 raises ``ValueError`` (``binascii.Error``).
+    """
+    if isinstance(data, dict):
+        if len(data) == 1 and type(data.get(BYTES_KEY)) is str:
+            return base64.b64decode(data[BYTES_KEY], validate=True)
+        return {key: decode_bytes(item) for key, item in data.items()}
+    if isinstance(data, list):
+        return [decode_bytes(item) for item in data]
+    return data
+
+
 def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 
@@ -221,6 +294,8 @@ def _step(key: Any) -> str:
 
 def _children(value: Any) -> Iterator[tuple[str, Any]]:
     """Yield (path step, child) pairs of a container, in the shapes :func:`_default` accepts."""
+    if _pil_image(value):
+        return  # a leaf: an image that fails to encode is named itself, not its internals
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         for f in dataclasses.fields(value):
             yield f".{f.name}", getattr(value, f.name)
@@ -243,7 +318,8 @@ def _failure(value: Any, config: bool = False) -> str | None:
     try:
         orjson.dumps(value, default=_config_default if config else _default, option=_OPTIONS)
     except orjson.JSONEncodeError as exc:
-        return str(exc)
+        cause = exc.__cause__
+        return str(cause) if isinstance(cause, _ImageNotEncodedError) else str(exc)
     return None
 
 

@@ -286,9 +286,12 @@ class _LazyDetails(Mapping[str, list[dict[str, Any]]]):
             raise KeyError(task_name)
         if self._logger.read_saved is not None and not spool.path.exists():
             return self._logger.read_saved(task_name)
-        return [
-            {k: v for k, v in record.items() if k != "task_name"} for record in spool.iter_records(task_name)
-        ]
+        records = []
+        for line in spool.iter_lines(task_name):
+            record = orjson.loads(line)
+            record.pop("task_name", None)
+            records.append(jsonsafe.decode_bytes(record) if jsonsafe.has_bytes(line) else record)
+        return records
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._logger.spool.tasks())

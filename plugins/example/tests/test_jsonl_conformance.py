@@ -12,6 +12,7 @@ from typing import Any
 import fsspec
 import pytest
 
+from evalsink.jsonsafe import decode_bytes
 from evalsink.testing import FailedRun, SavedRun, SinkConformance
 
 
@@ -35,7 +36,8 @@ class TestJsonlConformance(SinkConformance):
             rows = [json.loads(line) for line in handle]
         samples = saved.evaluation.samples
         assert [row["task_name"] for row in rows] == [sample.task for sample in samples]
-        assert [row["doc"] for row in rows] == [sample.doc for sample in samples]
+        # bytes (images) are {"$evalsink.bytes": "<base64>"} in JSON lines
+        assert [decode_bytes(row["doc"]) for row in rows] == [sample.doc for sample in samples]
         assert [row["metric"] for row in rows] == [finite_or_none(sample.metrics) for sample in samples]
         with fsspec.open(results_url, "rb") as handle:
             summary = json.load(handle)

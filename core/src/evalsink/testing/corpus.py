@@ -93,6 +93,16 @@ def odd_evaluation(large_task_samples: int = 1500) -> Evaluation:
                 metrics={"acc": value},
             )
         )
+    for index in range(3):  # bytes (an image as lighteval's multimodal docs carry it): base64 in JSON
+        image = {"path": None, "bytes": b"\x89PNG\r\n\x1a\n" + bytes(range(index * 80, index * 80 + 80))}
+        evaluation.samples.append(
+            Sample(
+                task="custom|image_bytes|0",
+                doc={"query": f"what is in image {index}?", "images": [image] if index else None},
+                model_response={"input": f"<image> what is in image {index}?", "text": ["a cat"]},
+                metrics={"acc": float(index % 2)},
+            )
+        )
     long_text = "long generation " * 8192  # ~128 KiB in one cell
     evaluation.samples.append(
         Sample(

@@ -17,6 +17,10 @@ lists merge their item types; any other disagreement (a float in one sample, a s
 a bool and a number; an empty object) turns that field into a string column holding each value's
 JSON text, marked with the field metadata ``evalsink.encoding = json``. Nothing is dropped.
 
+Bytes arrive as ``{"$evalsink.bytes": "<base64>"}`` objects (JSON has no bytes, see
+:mod:`evalsink.jsonsafe`) and are written as ``binary`` columns, decoded: an image is the struct
+``{path, bytes}`` that ``datasets`` writes. Files with bytes take the full path.
+
 Depth: Parquet readers refuse a schema nested more than 100 levels deep (pyarrow: "Parquet schema
 too deeply nested"), and a list costs two levels. So an object or list that sits
 :data:`MAX_NESTING` levels below its column is written as JSON text, whatever it holds: the file
@@ -35,6 +39,8 @@ from typing import IO, Any
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from evalsink.jsonsafe import BYTES_KEY, decode_bytes
 
 logger = logging.getLogger("evalsink")
 
@@ -104,6 +110,8 @@ def python_type(value: Any, *, widen_ints: bool = True) -> pa.DataType:
             item = unify(item, python_type(element, widen_ints=widen_ints), widen_ints=widen_ints)
         return pa.list_(item if item is not None else pa.null())
     if isinstance(value, dict):
+        if len(value) == 1 and type(value.get(BYTES_KEY)) is str:
+            return pa.binary()
         return pa.struct(
             [pa.field(str(key), python_type(child, widen_ints=widen_ints)) for key, child in value.items()]
         )
@@ -145,8 +153,12 @@ def infer_type(values: list[Any], *, widen_ints: bool = True) -> pa.DataType:
 
 @functools.lru_cache(maxsize=1024)
 def _normalise(kind: pa.DataType) -> pa.DataType:
-    """Map Arrow's inferred types onto the merge lattice (e.g. uint64 for huge ints -> JSON)."""
+    """Map Arrow's inferred types onto the merge lattice (e.g. uint64 for huge ints -> JSON, the
+    object standing for bytes -> binary)."""
     if pa.types.is_struct(kind):
+        only = kind.field(0) if kind.num_fields == 1 else None
+        if only is not None and only.name == BYTES_KEY and pa.types.is_string(only.type):
+            return pa.binary()
         return pa.struct(
             [pa.field(kind.field(i).name, _normalise(kind.field(i).type)) for i in range(kind.num_fields)]
         )
@@ -187,6 +199,8 @@ def _needs_encoding(field: pa.Field) -> bool:  # not cached: Field equality igno
     if field.metadata and field.metadata.get(b"evalsink.encoding") == b"json":
         return True
     kind = field.type
+    if pa.types.is_binary(kind):
+        return True
     if pa.types.is_struct(kind):
         return any(_needs_encoding(kind.field(i)) for i in range(kind.num_fields))
     if pa.types.is_list(kind):
@@ -201,6 +215,8 @@ def _encode(value: Any, field: pa.Field) -> Any:
     if field.metadata and field.metadata.get(b"evalsink.encoding") == b"json":
         return orjson.dumps(value).decode()
     kind = field.type
+    if pa.types.is_binary(kind):
+        return decode_bytes(value)
     if pa.types.is_struct(kind) and isinstance(value, dict):
         return {
             kind.field(i).name: _encode(value.get(kind.field(i).name), kind.field(i))

@@ -9,6 +9,7 @@ from urllib.parse import unquote
 
 import orjson
 
+from evalsink.jsonsafe import decode_bytes
 from evalsink.paths import task_file_part
 from evalsink.storage import OutputDir
 from evalsink_local.layout import layout_for
@@ -174,7 +175,7 @@ def _decoded(value: Any, field: Any) -> Any:
     if metadata.get(b"evalsink.encoding") == b"json" and (
         pa.types.is_string(kind) or pa.types.is_large_string(kind)
     ):
-        return orjson.loads(value)
+        return decode_bytes(orjson.loads(value))
     if pa.types.is_struct(kind):
         return {
             kind.field(i).name: _decoded(value.get(kind.field(i).name), kind.field(i))
