@@ -56,3 +56,15 @@ def test_demo_through_a_second_sink_and_a_misspelt_one(tmp_path: Path) -> None:
     assert misspelt.stderr.startswith("evalsink: error: sink 'tensorbord' is not installed")
     assert "(did you mean 'tensorboard'?)" in misspelt.stderr
     assert not (tmp_path / "bad").exists()  # refused before anything was written
+
+
+def test_an_empty_sinks_option_means_no_sink_as_the_empty_variable_does(tmp_path: Path) -> None:
+    """``--sinks ""`` and ``EVALSINK_SINKS=`` both run no sink, and the demo says nothing was written."""
+    for args, env in ((["--sinks", ""], {}), ([], {"EVALSINK_SINKS": ""})):
+        output = tmp_path / f"none-{len(args)}"
+        done = run_cli("demo", "--output-dir", str(output), "--samples", "2", *args, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert "no sink is enabled" in done.stdout
+        assert "local: ok" not in done.stdout
+        assert not (output / "results").exists()
+        assert "save() will write nothing" in done.stderr

@@ -183,6 +183,10 @@ class EvaluationTracker:
         self.sink_names = select_sinks(
             sinks, push_to_hub=push_to_hub, push_to_tensorboard=push_to_tensorboard, use_wandb=use_wandb
         )
+        if not self.sink_names:
+            logger.warning(
+                "no sink is enabled (sinks=[] or EVALSINK_SINKS set but empty): save() will write nothing"
+            )
         self.output = OutputDir(self.settings.output_dir)
         self._manager = self._build_sinks(self.sink_names, sink_config or {})
 

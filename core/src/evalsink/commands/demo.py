@@ -20,7 +20,8 @@ def demo(output_dir: str, sinks: str | None, samples: int, seed: int) -> None:
     from evalsink.demo import run_demo
 
     console = Console()
-    names = [name.strip() for name in sinks.split(",")] if sinks else None
+    # an empty --sinks means no sink, as an empty EVALSINK_SINKS does
+    names = [name.strip() for name in sinks.split(",") if name.strip()] if sinks is not None else None
     report, results = run_demo(output_dir, names, samples_per_task=samples, seed=seed)
 
     table = Table(title=f"evalsink demo — run {report.run_id}")
@@ -35,6 +36,8 @@ def demo(output_dir: str, sinks: str | None, samples: int, seed: int) -> None:
             shown = f"{value:.4f}" + (f" ± {stderr:.4f}" if stderr is not None else "")
             table.add_row(task, metric, shown)
     console.print(table)
+    if not report.sinks:
+        console.print("no sink is enabled (--sinks or EVALSINK_SINKS empty): nothing was written")
     for outcome in report.sinks.values():
         state = "[green]ok[/green]" if outcome.ok else "[red]failed[/red]"
         console.print(f"[bold]{outcome.name}[/bold]: {state} in {outcome.seconds:.2f}s")  # as SaveReport
