@@ -587,3 +587,11 @@ def test_pil_is_not_imported_to_check_for_images() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 5, 1234])
+def test_describe_bytes_says_the_size(size: int) -> None:
+    plain = json.loads(jsonsafe.dumps({"images": [{"path": None, "bytes": bytes(size)}], "n": 1}))
+    unit = "byte" if size == 1 else "bytes"
+    described = jsonsafe.describe_bytes(plain)
+    assert described == {"images": [{"path": None, "bytes": f"<{size:,} {unit}>"}], "n": 1}

@@ -171,3 +171,20 @@ def test_details_stream_during_the_evaluation_or_come_whole_at_save(tmp_path: Pa
             assert all(len(table_rows(entry[key])) <= 4 for entry in entries)
         else:
             assert len(entries) == 1
+
+
+def test_images_and_bytes_show_as_their_size_in_the_details_table(tmp_path: Path) -> None:
+    """A multimodal doc's images are {path, bytes}: the table says how big, not kilobytes of base64."""
+    project = new_project()
+    tracker = EvaluationTracker(tmp_path, sinks=["trackio"], sink_config={"trackio": {"project": project}})
+    image = {"path": None, "bytes": b"\x89PNG" + bytes(1230)}
+    doc = {"query": "what is shown?", "images": [image, {"path": "/data/cat.png", "bytes": b"x"}]}
+    tracker.details_logger.log(PLAIN, doc, {"text": ["a cat"]}, {"acc": 1.0, "raw": b"\x00\x01"})
+    tracker.metrics_logger.log(PLAIN, {"acc": 1.0})
+    assert tracker.save().ok
+
+    _, logs, _ = read_run(project)
+    [row] = details_rows(logs, f"details/{PLAIN}")
+    shown = '[{"path":null,"bytes":"<1,234 bytes>"},{"path":"/data/cat.png","bytes":"<1 byte>"}]'
+    assert row["doc.images"] == shown
+    assert row["metric.raw"] == '"<2 bytes>"'

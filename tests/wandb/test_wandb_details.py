@@ -242,3 +242,15 @@ def test_long_task_names_get_tables_of_their_own(tmp_path: Path) -> None:
         assert any(artifact.name.startswith(f"run-{wandb_run_id}-incr-details") for artifact in run.artifacts)
         rows = table_at(run, key)
         assert [row["doc.query"] for row in rows] == [f"{task[-3:]} {i}" for i in range(12)]
+
+
+def test_images_and_bytes_show_as_their_size_in_the_details_table(tmp_path: Path) -> None:
+    """A multimodal doc's images are {path, bytes}: the table says how big, not kilobytes of base64."""
+    tracker = EvaluationTracker(tmp_path, sinks=["wandb"], sink_config={"wandb": {"project": "p"}})
+    doc = {"query": "what is shown?", "images": [{"path": None, "bytes": b"\x89PNG" + bytes(1230)}]}
+    tracker.details_logger.log(PLAIN, doc, {"text": ["a cat"]}, {"acc": 1.0})
+    tracker.metrics_logger.log(PLAIN, {"acc": 1.0})
+    assert tracker.save().ok
+
+    [row] = table_at(run_of(tracker), f"details/{PLAIN}")
+    assert row["doc.images"] == '[{"path":null,"bytes":"<1,234 bytes>"}]'

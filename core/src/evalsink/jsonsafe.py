@@ -212,6 +212,20 @@ def decode_bytes(data: Any) -> Any:
     return data
 
 
+def describe_bytes(data: Any) -> Any:
+    """Plain JSON data with every bytes object replaced by a short text saying its size
+    (``"<1,234 bytes>"``): for tables and text meant to be read, where base64 is noise."""
+    if isinstance(data, dict):
+        if len(data) == 1 and type(data.get(BYTES_KEY)) is str:
+            text: str = data[BYTES_KEY]
+            size = len(text) * 3 // 4 - text[-2:].count("=")
+            return f"<{size:,} byte{'' if size == 1 else 's'}>"
+        return {key: describe_bytes(item) for key, item in data.items()}
+    if isinstance(data, list):
+        return [describe_bytes(item) for item in data]
+    return data
+
+
 def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 

@@ -37,7 +37,16 @@ from typing import Any, ClassVar, Literal, TypeVar
 import orjson
 from pydantic import Field
 
-from evalsink import DetailsBatch, EvaluationResults, Run, Sink, SinkConfig, TrackerSettings, hookimpl
+from evalsink import (
+    DetailsBatch,
+    EvaluationResults,
+    Run,
+    Sink,
+    SinkConfig,
+    TrackerSettings,
+    hookimpl,
+    jsonsafe,
+)
 from evalsink.run import nanotron_run_and_step
 
 __all__ = ["TrackioSink", "TrackioSinkConfig", "flatten_record", "metric_key"]
@@ -99,15 +108,18 @@ def _truncate(text: str, limit: int = MAX_CELL_CHARS) -> str:
 
 
 def _cell(value: Any) -> Any:
-    """A table cell: numbers, booleans and None as they are; text truncated; the rest as JSON."""
+    """A table cell: numbers, booleans and None as they are; text truncated; the rest as JSON,
+    bytes (images) as their size."""
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, str):
         return _truncate(value)
-    text = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=str).decode()
-    return _truncate(text)
+    data = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=str)
+    if jsonsafe.has_bytes(data):
+        data = orjson.dumps(jsonsafe.describe_bytes(value), option=orjson.OPT_SERIALIZE_NUMPY, default=str)
+    return _truncate(data.decode())
 
 
 def flatten_record(record: dict[str, Any]) -> dict[str, Any]:

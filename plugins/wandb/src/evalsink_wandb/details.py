@@ -39,14 +39,17 @@ def truncate(text: str, limit: int) -> str:
 
 def cell(value: Any, limit: int) -> Any:
     """A table cell: numbers, booleans and None as they are (NaN/inf as None); text truncated;
-    lists and objects as compact JSON text, truncated."""
+    lists and objects as compact JSON text, truncated, bytes (images) as their size."""
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, str):
         return truncate(value, limit)
-    return truncate(jsonsafe.dumps(value).decode(), limit)
+    text = jsonsafe.dumps(value)
+    if jsonsafe.has_bytes(text):
+        text = jsonsafe.dumps(jsonsafe.describe_bytes(value))
+    return truncate(text.decode(), limit)
 
 
 def flatten_record(record: dict[str, Any], limit: int) -> dict[str, Any]:
