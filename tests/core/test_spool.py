@@ -54,6 +54,18 @@ def test_flush_by_count(path: Path) -> None:
     assert len(spool) == 7
 
 
+def test_flush_by_size_whatever_flush_every_says(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Samples carrying images are hundreds of kilobytes: 1,000 of them must not sit in memory."""
+    monkeypatch.setattr(spool_module, "MAX_BUFFERED_BYTES", 1000)
+    spool = DetailSpool(path, flush_every=1000, flush_seconds=1e9, fsync=False)
+    big = json.dumps({"task_name": "t", "doc": {"image": "x" * 390}}).encode()  # ~420 bytes a line
+    results = [spool.append("t", big) for _ in range(7)]
+    assert [r is not None for r in results] == [False, False, True, False, False, True, False]
+    assert [len(r) for r in results if r is not None] == [3, 3]
+    assert spool.size("t") == 7 * len(big)
+    assert spool.size("other") == 0
+
+
 def test_nothing_touches_the_disk_before_the_first_flush(path: Path) -> None:
     spool = DetailSpool(path, flush_every=10, flush_seconds=1e9, fsync=False)
     spool.append("t", _line("t", 0))

@@ -16,6 +16,7 @@ from local_helpers import COLUMNS, parquet_outputs, plain, same
 
 from evalsink import EvaluationTracker
 from evalsink.demo import make_sample
+from evalsink_local.parquet import rows_per_group
 
 ROW_GROUP = 7
 TASKS = {"mmlu:anatomy|5": ("multiple_choice", 100), "lighteval|gsm8k|5": ("generative", 61)}
@@ -139,3 +140,16 @@ def test_compression_option_is_applied(
     }
     assert codecs == {"UNCOMPRESSED" if compression == "none" else compression.upper()}
     assert pq.read_table(path).column("doc").to_pylist() == expected
+
+
+@pytest.mark.parametrize(
+    ("task_bytes", "rows", "expected"),
+    [
+        (0, 0, 500),  # no rows yet
+        (50_000 * 12_000, 50_000, 500),  # lighteval-shaped 12 KB rows: the configured size
+        (1000 * 400_000, 1000, 83),  # 400 KB rows (an image each): 32 MB of JSON a group
+        (3 * (100 << 20), 3, 1),  # a single huge row still goes through, alone
+    ],
+)
+def test_large_rows_make_smaller_row_groups(task_bytes: int, rows: int, expected: int) -> None:
+    assert rows_per_group(500, task_bytes, rows) == expected

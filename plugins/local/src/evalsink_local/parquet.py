@@ -227,6 +227,18 @@ def _encode(value: Any, field: pa.Field) -> Any:
     return value
 
 
+MAX_GROUP_BYTES = 32 << 20
+"""JSON bytes converted at once, at most (a single larger row still goes through)."""
+
+
+def rows_per_group(row_group_size: int, task_bytes: int, rows: int) -> int:
+    """``row_group_size``, or fewer rows when the task's rows are large (images): a row group is
+    decoded and converted at once, so 500 rows of 400 KB held 1.4 GB."""
+    if rows == 0 or task_bytes <= rows * (MAX_GROUP_BYTES // row_group_size):
+        return row_group_size
+    return max(1, min(row_group_size, MAX_GROUP_BYTES * rows // task_bytes))
+
+
 def _batches(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     iterator = iter(records)
     while batch := list(islice(iterator, size)):

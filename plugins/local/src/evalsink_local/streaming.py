@@ -39,6 +39,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from evalsink import jsonsafe
 from evalsink_local.parquet import FastConverter, JsonLinesConverter, SchemaChangedError, open_writer
 
 logger = logging.getLogger("evalsink")
@@ -227,6 +228,10 @@ class StreamingDetails:
                 continue
             if task.closed:
                 self._drop(task_name, task, "more samples arrived after its file was finished")
+                continue
+            if task.converter.schema is None and any(map(jsonsafe.has_bytes, rows)):
+                # a binary column never takes the fast path: no point holding its rows here
+                self._drop(task_name, task, "its rows carry bytes (images), converted at save()")
                 continue
             self._open.pop(task_name, None)
             self._open[task_name] = task  # now the most recently fed
