@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -24,14 +25,9 @@ import pytest
 SAMPLES = 20_000
 TASKS = 4
 
-SCRIPT = textwrap.dedent(
+PEAK_MB = textwrap.dedent(
     """
-    import dataclasses, json, random, resource, sys
-    import psutil
-    from evalsink import EvaluationTracker
-    from evalsink.demo import make_sample
-
-    out, samples, tasks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    import resource
 
     def peak_mb():
         # VmHWM is this process's own peak; ru_maxrss is inherited across exec from the parent
@@ -41,6 +37,17 @@ SCRIPT = textwrap.dedent(
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """
+)
+
+SCRIPT = PEAK_MB + textwrap.dedent(
+    """
+    import dataclasses, json, random, sys
+    import psutil
+    from evalsink import EvaluationTracker
+    from evalsink.demo import make_sample
+
+    out, samples, tasks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 
     def rss_mb():
         return psutil.Process().memory_info().rss / 2**20
@@ -75,22 +82,29 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
-def test_peak_rss_does_not_grow_with_logged_details(tmp_path: Path) -> None:
-    script = tmp_path / "memory_run.py"
-    script.write_text(SCRIPT, encoding="utf-8")
+def run_script(tmp_path: Path, script: str, *args: int) -> dict[str, Any]:
+    """Run ``script`` in a fresh interpreter (its own peak RSS) writing to tmp_path/out; its
+    last line of output is a JSON object of figures."""
+    path = tmp_path / "memory_run.py"
+    path.write_text(script, encoding="utf-8")
     env = {key: value for key, value in os.environ.items() if not key.startswith("EVALSINK_")}
     done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "out"), str(SAMPLES), str(TASKS)],
+        [sys.executable, str(path), str(tmp_path / "out"), *map(str, args)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         env=env,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    stats = json.loads(done.stdout.strip().splitlines()[-1])
+    stats: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     print(stats)
+    return stats
+
+
+@pytest.mark.slow
+def test_peak_rss_does_not_grow_with_logged_details(tmp_path: Path) -> None:
+    stats = run_script(tmp_path, SCRIPT, SAMPLES, TASKS)
 
     # the run really logged ~3 KB samples, and every one of them reached the parquet files
     assert stats["ok"]
@@ -105,18 +119,12 @@ def test_peak_rss_does_not_grow_with_logged_details(tmp_path: Path) -> None:
     assert stats["after_save"] < 300, stats
 
 
-IMAGES_SCRIPT = textwrap.dedent(
+IMAGES_SCRIPT = PEAK_MB + textwrap.dedent(
     """
     import json, os, sys
     from evalsink import EvaluationTracker
 
     out, samples, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-
-    def peak_mb():
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
 
     tracker = EvaluationTracker(output_dir=out, sinks=["local"])
     tracker.general_config_logger.log_model_info(model_name="org/vlm")
@@ -138,20 +146,7 @@ def test_samples_carrying_images_stay_in_bounded_memory(tmp_path: Path) -> None:
     """1,000 samples with a 300 KB image each: 300 MB of bytes, 400 MB of base64 in the spool.
     Buffered and converted by count alone (1,000 samples a flush, 500 rows a row group) the run
     peaked at 1.65 GB; the spool and the row groups are bounded by bytes too."""
-    script = tmp_path / "images_run.py"
-    script.write_text(IMAGES_SCRIPT, encoding="utf-8")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("EVALSINK_")}
-    done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "out"), "1000", str(300_000)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    stats = json.loads(done.stdout.strip().splitlines()[-1])
-    print(stats)
+    stats = run_script(tmp_path, IMAGES_SCRIPT, 1000, 300_000)
 
     assert stats["ok"]
     [details] = [path for path in stats["outputs"] if path.endswith(".parquet")]
