@@ -573,9 +573,25 @@ def test_decoded_records_encode_again_unchanged() -> None:
     assert jsonsafe.decode_bytes(json.loads(data))["doc"]["images"][0]["bytes"] == b"\x89PNG"
 
 
-def test_text_under_the_bytes_key_that_is_not_base64_is_an_error() -> None:
-    with pytest.raises(ValueError, match=r"base64|padding"):
-        jsonsafe.decode_bytes({"x": {"$evalsink.bytes": "not base64!"}})
+def test_text_under_the_bytes_key_that_is_not_base64_is_left_as_it_is() -> None:
+    """The caller's own object with the reserved key: no bytes to stand for, so nothing to decode."""
+    plain = {"x": {"$evalsink.bytes": "not base64!"}, "y": [{"$evalsink.bytes": 1}]}
+    assert jsonsafe.decode_bytes(plain) == plain
+    assert jsonsafe.describe_bytes(plain) == plain
+    assert jsonsafe.bytes_of({"$evalsink.bytes": "AA=="}) == b"\x00"
+    assert jsonsafe.bytes_of({"$evalsink.bytes": "AA==", "more": 1}) is None
+
+
+def test_an_image_whose_file_was_closed_before_it_was_loaded_keeps_the_files_bytes(tmp_path: Any) -> None:
+    """``with Image.open(path) as image: pass`` leaves an image PIL can no longer read."""
+    image_module = pytest.importorskip("PIL.Image")
+    path = tmp_path / "a.png"
+    image_module.new("RGB", (3, 2), "red").save(path)
+    with image_module.open(path) as image:
+        pass
+    encoded = json.loads(jsonsafe.dumps({"image": image}))
+    assert encoded["image"]["path"] == str(path)
+    assert jsonsafe.decode_bytes(encoded)["image"]["bytes"] == path.read_bytes()
 
 
 def test_pil_is_not_imported_to_check_for_images() -> None:

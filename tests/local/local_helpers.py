@@ -65,9 +65,13 @@ def is_json_field(field: pa.Field) -> bool:
 
 
 def bytes_object(value: dict[str, Any]) -> Any:
-    """Bytes inside JSON text are written as {"$evalsink.bytes": "<base64>"} (docs/bad-input.md)."""
-    if list(value) == ["$evalsink.bytes"]:
-        return base64.b64decode(value["$evalsink.bytes"], validate=True)
+    """Bytes inside JSON text are written as {"$evalsink.bytes": "<base64>"} (docs/bad-input.md);
+    such an object whose text is not base64 was the caller's own, and stays as it is."""
+    if list(value) == ["$evalsink.bytes"] and isinstance(value["$evalsink.bytes"], str):
+        try:
+            return base64.b64decode(value["$evalsink.bytes"], validate=True)
+        except ValueError:
+            return value
     return value
 
 

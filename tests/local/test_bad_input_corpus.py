@@ -288,6 +288,7 @@ def _late_fields() -> list[Sample]:
     return samples
 
 
+TEXT_A, ACC_1 = {"text": ["a"]}, {"acc": 1.0}
 CASES: dict[str, list[Sample]] = {
     "nan-and-inf": [
         (
@@ -413,6 +414,16 @@ CASES: dict[str, list[Sample]] = {
         ("mixed|0", {"query": "q", "blob": "text"}, {"text": ["a"]}, {"acc": 1.0}),
         ("mixed|0", {"query": "q", "blob": b"\x03"}, {"text": ["a"]}, {"acc": 1.0}),
         ("mixed|0", {"query": "q", "blob": [b"\x04"]}, {"text": ["a"]}, {"acc": 1.0}),
+        # bytes and objects in one row group: Arrow would merge them into one struct
+        ("objects|0", {"query": "q", "img": b"\x89PNG"}, {"text": ["a"]}, {"acc": 1.0}),
+        ("objects|0", {"query": "q", "img": {"w": 3}}, {"text": ["a"]}, {"acc": 1.0}),
+        ("objects|0", {"query": "q", "img": {}}, {"text": ["a"]}, {"acc": 1.0}),
+        ("objects|0", {"query": "q", "img": None, "items": [b"\x01", {"a": 1}]}, TEXT_A, ACC_1),
+        ("empty|0", {"query": "q", "img": b"\x00"}, {"text": ["a"]}, {"acc": 1.0}),
+        ("empty|0", {"query": "q", "img": {}}, {"text": ["a"]}, {"acc": 1.0}),
+        # the reserved key with text that is not base64: the caller's own object, kept whole
+        ("reserved|0", {"query": "q", "blob": {"$evalsink.bytes": "not base64!"}}, TEXT_A, ACC_1),
+        ("reserved|0", {"query": "q", "blob": {"$evalsink.bytes": "AA==", "other": 1}}, TEXT_A, ACC_1),
     ],
     "unicode-text": [
         (

@@ -188,3 +188,10 @@ def test_images_and_bytes_show_as_their_size_in_the_details_table(tmp_path: Path
     shown = '[{"path":null,"bytes":"<1,234 bytes>"},{"path":"/data/cat.png","bytes":"<1 byte>"}]'
     assert row["doc.images"] == shown
     assert row["metric.raw"] == '"<2 bytes>"'
+
+
+def test_a_whole_part_that_is_bytes_is_one_cell_saying_its_size() -> None:
+    from evalsink_trackio import flatten_record
+
+    record = {"doc": {"q": "hi"}, "model_response": {"$evalsink.bytes": "cmF3"}, "metric": {"acc": 1.0}}
+    assert flatten_record(record) == {"doc.q": "hi", "model_response": '"<3 bytes>"', "metric.acc": 1.0}

@@ -254,3 +254,9 @@ def test_images_and_bytes_show_as_their_size_in_the_details_table(tmp_path: Path
 
     [row] = table_at(run_of(tracker), f"details/{PLAIN}")
     assert row["doc.images"] == '[{"path":null,"bytes":"<1,234 bytes>"}]'
+
+
+def test_a_whole_part_that_is_bytes_is_one_cell_saying_its_size() -> None:
+    record = {"doc": {"q": "hi"}, "model_response": {"$evalsink.bytes": "cmF3"}, "metric": {"acc": 1.0}}
+    expected = {"doc.q": "hi", "model_response": '"<3 bytes>"', "metric.acc": 1.0}
+    assert flatten_record(record, limit=100) == expected

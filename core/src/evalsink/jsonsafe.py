@@ -33,6 +33,7 @@ import dataclasses
 import enum
 import io
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -83,15 +84,18 @@ def _image_object(image: Any) -> dict[str, Any]:
     kind = image.format
     if kind is None or kind not in Image.SAVE or kind not in Image.OPEN:
         kind = "PNG" if image.mode in {"1", "L", "LA", "RGB", "RGBA"} else "TIFF"
+    path = str(image.filename) if getattr(image, "filename", None) else None
     buffer = io.BytesIO()
     try:
         image.save(buffer, format=kind)
-    except Exception as exc:  # named with the field by dumps(): the sample is refused, not dropped
-        raise _ImageNotEncodedError(
-            f"the image could not be encoded as {kind}: {type(exc).__name__}: {exc}"
-        ) from exc
-    path = getattr(image, "filename", None)
-    return {"path": str(path) if path else None, "bytes": _bytes_object(buffer.getbuffer())}
+    except Exception as exc:
+        if path is not None and os.path.isfile(path):  # e.g. its file was closed before it was loaded
+            with open(path, "rb") as source:
+                return {"path": path, "bytes": _bytes_object(source.read())}
+        # named with the field by dumps(): the sample is refused, not dropped
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise _ImageNotEncodedError(f"the image could not be encoded as {kind}: {why}") from exc
+    return {"path": path, "bytes": _bytes_object(buffer.getbuffer())}
 
 
 def _default(value: Any) -> Any:
@@ -198,14 +202,23 @@ def has_bytes(line: bytes) -> bool:
     return b"$" in line and _BYTES_TAG in line
 
 
-def decode_bytes(data: Any) -> Any:
-    """Plain JSON data with every ``{"$evalsink.bytes": "<base64>"}`` object turned back into bytes.
+def bytes_of(data: Any) -> bytes | None:
+    """The bytes a ``{"$evalsink.bytes": "<base64>"}`` object stands for; None for anything else
+    (another object, or text under that key that is not base64: it is left as it is)."""
+    if type(data) is not dict or len(data) != 1 or type(text := data.get(BYTES_KEY)) is not str:
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        return None
 
-    Text under that key that is not base64 raises ``ValueError`` (``binascii.Error``).
-    """
+
+def decode_bytes(data: Any) -> Any:
+    """Plain JSON data with every ``{"$evalsink.bytes": "<base64>"}`` object turned back into bytes."""
     if isinstance(data, dict):
-        if len(data) == 1 and type(data.get(BYTES_KEY)) is str:
-            return base64.b64decode(data[BYTES_KEY], validate=True)
+        raw = bytes_of(data)
+        if raw is not None:
+            return raw
         return {key: decode_bytes(item) for key, item in data.items()}
     if isinstance(data, list):
         return [decode_bytes(item) for item in data]
@@ -216,10 +229,9 @@ def describe_bytes(data: Any) -> Any:
     """Plain JSON data with every bytes object replaced by a short text saying its size
     (``"<1,234 bytes>"``): for tables and text meant to be read, where base64 is noise."""
     if isinstance(data, dict):
-        if len(data) == 1 and type(data.get(BYTES_KEY)) is str:
-            text: str = data[BYTES_KEY]
-            size = len(text) * 3 // 4 - text[-2:].count("=")
-            return f"<{size:,} byte{'' if size == 1 else 's'}>"
+        raw = bytes_of(data)
+        if raw is not None:
+            return f"<{len(raw):,} byte{'' if len(raw) == 1 else 's'}>"
         return {key: describe_bytes(item) for key, item in data.items()}
     if isinstance(data, list):
         return [describe_bytes(item) for item in data]

@@ -40,7 +40,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evalsink.jsonsafe import BYTES_KEY, decode_bytes
+from evalsink.jsonsafe import BYTES_KEY, bytes_of, decode_bytes
 
 logger = logging.getLogger("evalsink")
 
@@ -110,8 +110,8 @@ def python_type(value: Any, *, widen_ints: bool = True) -> pa.DataType:
             item = unify(item, python_type(element, widen_ints=widen_ints), widen_ints=widen_ints)
         return pa.list_(item if item is not None else pa.null())
     if isinstance(value, dict):
-        if len(value) == 1 and type(value.get(BYTES_KEY)) is str:
-            return pa.binary()
+        if BYTES_KEY in value:  # bytes, or the reserved key used otherwise: kept whole as JSON text
+            return pa.binary() if bytes_of(value) is not None else _JSON
         return pa.struct(
             [pa.field(str(key), python_type(child, widen_ints=widen_ints)) for key, child in value.items()]
         )
@@ -143,6 +143,10 @@ def infer_type(values: list[Any], *, widen_ints: bool = True) -> pa.DataType:
         if not widen_ints or _mixes_bools_and_numbers(values):
             raise OverflowError  # Arrow's inference would merge what must stay apart: infer in Python
         inferred = pa.array(values).type
+        if _holds_bytes_key(inferred):
+            # Arrow merges bytes objects with other objects ({} included) into one struct: infer
+            # in Python, which keeps bytes apart (a binary column, or JSON text where they mix)
+            raise OverflowError
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
         inferred = None
         for value in values:
@@ -152,13 +156,23 @@ def infer_type(values: list[Any], *, widen_ints: bool = True) -> pa.DataType:
 
 
 @functools.lru_cache(maxsize=1024)
-def _normalise(kind: pa.DataType) -> pa.DataType:
-    """Map Arrow's inferred types onto the merge lattice (e.g. uint64 for huge ints -> JSON, the
-    object standing for bytes -> binary)."""
+def _holds_bytes_key(kind: pa.DataType) -> bool:
     if pa.types.is_struct(kind):
-        only = kind.field(0) if kind.num_fields == 1 else None
-        if only is not None and only.name == BYTES_KEY and pa.types.is_string(only.type):
-            return pa.binary()
+        return any(
+            kind.field(i).name == BYTES_KEY or _holds_bytes_key(kind.field(i).type)
+            for i in range(kind.num_fields)
+        )
+    if pa.types.is_list(kind):
+        return _holds_bytes_key(kind.value_type)
+    return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _normalise(kind: pa.DataType) -> pa.DataType:
+    """Map Arrow's inferred types onto the merge lattice (e.g. uint64 for huge ints -> JSON)."""
+    if pa.types.is_struct(kind):
+        if any(kind.field(i).name == BYTES_KEY for i in range(kind.num_fields)):
+            return _JSON  # bytes objects: never the fast path (see infer_type)
         return pa.struct(
             [pa.field(kind.field(i).name, _normalise(kind.field(i).type)) for i in range(kind.num_fields)]
         )

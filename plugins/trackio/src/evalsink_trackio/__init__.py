@@ -131,7 +131,7 @@ def flatten_record(record: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {}
     for part in ("doc", "model_response", "metric"):
         value = record.get(part)
-        if isinstance(value, dict):
+        if isinstance(value, dict) and jsonsafe.bytes_of(value) is None:
             for key, item in value.items():
                 row[f"{part}.{key}"] = _cell(item)
         elif value is not None:

@@ -60,7 +60,7 @@ def flatten_record(record: dict[str, Any], limit: int) -> dict[str, Any]:
     row: dict[str, Any] = {}
     for part in _PARTS:
         value = record.get(part)
-        if isinstance(value, dict):
+        if isinstance(value, dict) and jsonsafe.bytes_of(value) is None:
             for key, item in value.items():
                 row[f"{part}.{key}"] = cell(item, limit)
         elif value is not None:
