@@ -16,7 +16,7 @@ from local_helpers import COLUMNS, parquet_outputs, plain, same
 
 from evalsink import EvaluationTracker
 from evalsink.demo import make_sample
-from evalsink_local.parquet import rows_per_group
+from evalsink_local.parquet import _batches
 
 ROW_GROUP = 7
 TASKS = {"mmlu:anatomy|5": ("multiple_choice", 100), "lighteval|gsm8k|5": ("generative", 61)}
@@ -142,14 +142,19 @@ def test_compression_option_is_applied(
     assert pq.read_table(path).column("doc").to_pylist() == expected
 
 
-@pytest.mark.parametrize(
-    ("task_bytes", "rows", "expected"),
-    [
-        (0, 0, 500),  # no rows yet
-        (50_000 * 12_000, 50_000, 500),  # lighteval-shaped 12 KB rows: the configured size
-        (1000 * 400_000, 1000, 83),  # 400 KB rows (an image each): 32 MB of JSON a group
-        (3 * (100 << 20), 3, 1),  # a single huge row still goes through, alone
-    ],
-)
-def test_large_rows_make_smaller_row_groups(task_bytes: int, rows: int, expected: int) -> None:
-    assert rows_per_group(500, task_bytes, rows) == expected
+def test_row_groups_hold_at_most_32_mb_of_json_when_sizes_are_known() -> None:
+    """Records carrying images: a group is cut by size as well as by count, record by record, so
+    a few huge records among many small ones do not end up in one group."""
+    mb = 1 << 20
+    sizes = [1024] * 990 + [30 * mb] * 10 + [12_000] * 600
+    batches = list(_batches(range(len(sizes)), 500, sizes))  # type: ignore[arg-type]
+    assert sum(map(len, batches)) == len(sizes)
+    assert [batch[0] for batch in batches] == sorted(batch[0] for batch in batches)  # in order
+    for batch in batches:
+        assert len(batch) <= 500
+        assert len(batch) == 1 or sum(sizes[i] for i in batch) <= 32 * mb
+    # the 990 small rows fill a group, then share one with the first big row; the big rows go
+    # alone, the last with as many 12 KB rows as fit beside it
+    assert [len(batch) for batch in batches] == [500, 491, *([1] * 8), 175, 426]
+    assert [len(batch) for batch in _batches(range(1200), 500)] == [500, 500, 200]  # type: ignore[arg-type]
+    assert [len(batch) for batch in _batches(range(3), 2, [0, 0])] == [2, 1]  # type: ignore[arg-type]

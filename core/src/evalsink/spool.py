@@ -126,10 +126,10 @@ class DetailSpool:
         offsets = self._offsets.get(task_name)
         return len(offsets) if offsets is not None else 0
 
-    def size(self, task_name: str) -> int:
-        """Bytes of JSON the task's records take (what converting them costs in memory scales with)."""
-        lengths = self._lengths.get(task_name)
-        return sum(lengths) if lengths is not None else 0
+    def lengths(self, task_name: str) -> Sequence[int]:
+        """The JSON size of each of the task's records, in logging order (what converting them
+        costs in memory scales with)."""
+        return self._lengths.get(task_name, array("Q"))
 
     def __len__(self) -> int:
         return self._sequence

@@ -194,7 +194,7 @@ class LocalSink(Sink):
         import threading
 
         from evalsink.storage import OutputWriteError
-        from evalsink_local.parquet import rows_per_group, write_details
+        from evalsink_local.parquet import write_details
 
         assert run.date_id is not None
         batch = layout.details.batch()
@@ -217,11 +217,8 @@ class LocalSink(Sink):
                     write_details(
                         functools.partial(run.details.iter_records, task_name),
                         functools.partial(batch.open, target),
-                        row_group_size=rows_per_group(
-                            self.config.row_group_size,
-                            run.details.size(task_name),
-                            run.details.count(task_name),
-                        ),
+                        row_group_size=self.config.row_group_size,
+                        row_bytes=functools.partial(run.details.lengths, task_name),
                         compression=self.config.compression,
                         on_json_text=functools.partial(json_text.__setitem__, task_name),
                     )

@@ -242,29 +242,46 @@ def _encode(value: Any, field: pa.Field) -> Any:
 
 
 MAX_GROUP_BYTES = 32 << 20
-"""JSON bytes converted at once, at most (a single larger row still goes through)."""
+"""JSON bytes of the records converted at once, at most, when their sizes are known (a single
+larger record still goes through, alone): a row group is decoded and converted in one piece, so
+500 records carrying 400 KB images each held 1.4 GB."""
+
+RowBytes = Callable[[], Iterable[int]]
+"""The JSON size of each record ``read()`` yields, in the same order (the spool's line lengths)."""
 
 
-def rows_per_group(row_group_size: int, task_bytes: int, rows: int) -> int:
-    """``row_group_size``, or fewer rows when the task's rows are large (images): a row group is
-    decoded and converted at once, so 500 rows of 400 KB held 1.4 GB."""
-    if rows == 0 or task_bytes <= rows * (MAX_GROUP_BYTES // row_group_size):
-        return row_group_size
-    return max(1, min(row_group_size, MAX_GROUP_BYTES * rows // task_bytes))
-
-
-def _batches(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+def _batches(
+    records: Iterable[dict[str, Any]], size: int, row_bytes: Iterable[int] | None = None
+) -> Iterator[list[dict[str, Any]]]:
+    """Batches of ``size`` records, or fewer once they reach :data:`MAX_GROUP_BYTES`."""
     iterator = iter(records)
-    while batch := list(islice(iterator, size)):
-        yield batch
+    if row_bytes is None:
+        while batch := list(islice(iterator, size)):
+            yield batch
+        return
+    group: list[dict[str, Any]] = []
+    held = 0
+    for weight, record in zip(row_bytes, iterator, strict=False):  # sizes first: no record lost
+        if group and (len(group) >= size or held + weight > MAX_GROUP_BYTES):
+            yield group
+            group, held = [], 0
+        group.append(record)
+        held += weight
+    group.extend(iterator)  # sizes shorter than the records (not expected): plain batches
+    for start in range(0, len(group), size):
+        yield group[start : start + size]
 
 
 def details_schema(
-    read: Callable[[], Iterable[dict[str, Any]]], batch_size: int, *, widen_ints: bool = True
+    read: Callable[[], Iterable[dict[str, Any]]],
+    batch_size: int,
+    *,
+    widen_ints: bool = True,
+    row_bytes: RowBytes | None = None,
 ) -> pa.Schema:
     """First pass: the unified schema of every record ``read()`` yields."""
     merged: dict[str, pa.DataType | None] = dict.fromkeys(COLUMNS)
-    for batch in _batches(read(), batch_size):
+    for batch in _batches(read(), batch_size, row_bytes() if row_bytes else None):
         for column in COLUMNS:
             inferred = infer_type([record.get(column) for record in batch], widen_ints=widen_ints)
             merged[column] = unify(merged[column], inferred, widen_ints=widen_ints)
@@ -510,14 +527,18 @@ def _beyond_exact_doubles(array: pa.Array, path: tuple[str, ...]) -> bool:
 
 
 def _write_fast(
-    records: Iterable[dict[str, Any]], sink: IO[bytes], row_group_size: int, compression: str
+    records: Iterable[dict[str, Any]],
+    sink: IO[bytes],
+    row_group_size: int,
+    compression: str,
+    row_bytes: Iterable[int] | None = None,
 ) -> int:
     """One read: keep the first batch's schema, or raise :class:`SchemaChangedError`."""
     converter = FastConverter()
     writer: _BackgroundWriter | None = None
     rows = 0
     try:
-        for batch in _batches(records, row_group_size):
+        for batch in _batches(records, row_group_size, row_bytes):
             converted = converter.convert(batch)
             if writer is None:
                 assert converter.schema is not None
@@ -561,16 +582,17 @@ def _write_full(
     *,
     widen_ints: bool = True,
     on_json_text: Callable[[list[str]], None] | None = None,
+    row_bytes: RowBytes | None = None,
 ) -> int:
     """Two reads: decide the schema over every record, then write."""
-    schema = details_schema(read, row_group_size, widen_ints=widen_ints)
+    schema = details_schema(read, row_group_size, widen_ints=widen_ints, row_bytes=row_bytes)
     if on_json_text is not None:
         on_json_text(json_text_fields(schema))
     encoded = [_needs_encoding(schema.field(column)) for column in COLUMNS]
     rows = 0
     writer = _BackgroundWriter(open_writer(sink, schema, compression), row_group_size)
     try:
-        for batch in _batches(read(), row_group_size):
+        for batch in _batches(read(), row_group_size, row_bytes() if row_bytes else None):
             arrays = []
             for column, needs in zip(COLUMNS, encoded, strict=True):
                 field = schema.field(column)
@@ -599,25 +621,27 @@ def write_details(
     row_group_size: int = 1000,
     compression: str = "snappy",
     on_json_text: Callable[[list[str]], None] | None = None,
+    row_bytes: RowBytes | None = None,
 ) -> int:
     """Write the records ``read()`` yields as one parquet file; returns the number of rows.
 
     ``open_target()`` opens the destination (atomically: a target left by an exception is
     discarded); it is called again each time a path gives way to the next: fast, full, then full
     with ints and doubles kept apart. ``on_json_text`` is told, for each full-path attempt (the
-    last call counts), which fields the file stores as JSON text.
+    last call counts), which fields the file stores as JSON text. With ``row_bytes``, a row group
+    holds at most :data:`MAX_GROUP_BYTES` of JSON (records carrying images), else
+    ``row_group_size`` records.
     """
     try:
         with open_target() as sink:
-            return _write_fast(read(), sink, row_group_size, compression)
+            return _write_fast(read(), sink, row_group_size, compression, row_bytes() if row_bytes else None)
     except SchemaChangedError:
         pass
+    full = functools.partial(_write_full, on_json_text=on_json_text, row_bytes=row_bytes)
     try:
         with open_target() as sink:
-            return _write_full(read, sink, row_group_size, compression, on_json_text=on_json_text)
+            return full(read, sink, row_group_size, compression)
     except _IntsDontFitError:
         pass
     with open_target() as sink:
-        return _write_full(
-            read, sink, row_group_size, compression, widen_ints=False, on_json_text=on_json_text
-        )
+        return full(read, sink, row_group_size, compression, widen_ints=False)
