@@ -213,29 +213,27 @@ def bytes_of(data: Any) -> bytes | None:
         return None
 
 
-def decode_bytes(data: Any) -> Any:
-    """Plain JSON data with every ``{"$evalsink.bytes": "<base64>"}`` object turned back into bytes."""
+def _replace_bytes(data: Any, replace: Callable[[bytes], Any]) -> Any:
+    """Plain JSON data with every bytes object replaced by ``replace(its bytes)``."""
     if isinstance(data, dict):
         raw = bytes_of(data)
         if raw is not None:
-            return raw
-        return {key: decode_bytes(item) for key, item in data.items()}
+            return replace(raw)
+        return {key: _replace_bytes(item, replace) for key, item in data.items()}
     if isinstance(data, list):
-        return [decode_bytes(item) for item in data]
+        return [_replace_bytes(item, replace) for item in data]
     return data
+
+
+def decode_bytes(data: Any) -> Any:
+    """Plain JSON data with every ``{"$evalsink.bytes": "<base64>"}`` object turned back into bytes."""
+    return _replace_bytes(data, lambda raw: raw)
 
 
 def describe_bytes(data: Any) -> Any:
     """Plain JSON data with every bytes object replaced by a short text saying its size
     (``"<1,234 bytes>"``): for tables and text meant to be read, where base64 is noise."""
-    if isinstance(data, dict):
-        raw = bytes_of(data)
-        if raw is not None:
-            return f"<{len(raw):,} byte{'' if len(raw) == 1 else 's'}>"
-        return {key: describe_bytes(item) for key, item in data.items()}
-    if isinstance(data, list):
-        return [describe_bytes(item) for item in data]
-    return data
+    return _replace_bytes(data, lambda raw: f"<{len(raw):,} byte{'' if len(raw) == 1 else 's'}>")
 
 
 def loads(data: bytes | str) -> Any:

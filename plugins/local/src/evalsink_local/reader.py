@@ -120,9 +120,11 @@ def _decoding(output: OutputDir, dataset: Any, path: str) -> Any:
     """
     import pyarrow.parquet as pq
 
+    from evalsink_local.parquet import json_text_fields
+
     with open(path, "rb") if output.is_local else output.fs.open(path, "rb") as handle:
         schema = pq.read_schema(handle)
-    if not any(_has_json_text(field) for field in schema):
+    if not json_text_fields(schema):
         return dataset
     fields = {field.name: field for field in schema}
 
@@ -133,18 +135,6 @@ def _decoding(output: OutputDir, dataset: Any, path: str) -> Any:
         }
 
     return dataset.with_transform(decode)
-
-
-def _has_json_text(field: Any) -> bool:
-    import pyarrow as pa
-
-    if (field.metadata or {}).get(b"evalsink.encoding") == b"json":
-        return True
-    if pa.types.is_struct(field.type):
-        return any(_has_json_text(field.type.field(i)) for i in range(field.type.num_fields))
-    if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
-        return _has_json_text(field.type.value_field)
-    return False
 
 
 def iter_details(output: OutputDir, path: str, batch_rows: int = 500) -> Iterator[dict[str, Any]]:
