@@ -82,7 +82,7 @@ SCRIPT = PEAK_MB + textwrap.dedent(
 )
 
 
-def run_script(tmp_path: Path, script: str, *args: int) -> dict[str, Any]:
+def run_script(tmp_path: Path, script: str, *args: int | str) -> dict[str, Any]:
     """Run ``script`` in a fresh interpreter (its own peak RSS) writing to tmp_path/out; its
     last line of output is a JSON object of figures."""
     path = tmp_path / "memory_run.py"
@@ -119,20 +119,26 @@ def test_peak_rss_does_not_grow_with_logged_details(tmp_path: Path) -> None:
     assert stats["after_save"] < 300, stats
 
 
-IMAGES_SCRIPT = PEAK_MB + textwrap.dedent(
+LARGE_SAMPLES_SCRIPT = PEAK_MB + textwrap.dedent(
     """
-    import json, os, sys
+    import json, os, random, string, sys
     from evalsink import EvaluationTracker
 
-    out, samples, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    out, samples, size, kind = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    rng = random.Random(0)
+    pool = "".join(rng.choices(string.ascii_letters + " ", k=4 * size))
+
+    def doc(i):
+        if kind == "image":  # bytes, as a PIL image is written
+            return {"query": f"what is in image {i}?", "images": [{"path": None, "bytes": os.urandom(size)}]}
+        start = rng.randrange(3 * size)  # a long-context prompt
+        return {"query": pool[start : start + size], "id": str(i)}
 
     tracker = EvaluationTracker(output_dir=out, sinks=["local"])
-    tracker.general_config_logger.log_model_info(model_name="org/vlm")
+    tracker.general_config_logger.log_model_info(model_name="org/model")
     for i in range(samples):
-        image = {"path": None, "bytes": os.urandom(size)}  # as a PIL image is written
-        doc = {"query": f"what is in image {i}?", "images": [image]}
-        tracker.metrics_logger.log("vlm|mmmu|0", {"acc": 1.0})
-        tracker.details_logger.log("vlm|mmmu|0", doc, {"text": ["a cat"]}, {"acc": 1.0})
+        tracker.metrics_logger.log("suite|large|0", {"acc": 1.0})
+        tracker.details_logger.log("suite|large|0", doc(i), {"text": ["a cat"]}, {"acc": 1.0})
     after_log = peak_mb()
     report = tracker.save()
     print(json.dumps({"after_log": after_log, "after_save": peak_mb(), "ok": report.ok,
@@ -141,17 +147,35 @@ IMAGES_SCRIPT = PEAK_MB + textwrap.dedent(
 )
 
 
+def _row_groups(stats: dict[str, Any]) -> tuple[int, int]:
+    assert stats["ok"]
+    [details] = [path for path in stats["outputs"] if path.endswith(".parquet")]
+    metadata = pq.ParquetFile(details).metadata
+    return metadata.num_rows, metadata.num_row_groups
+
+
 @pytest.mark.slow
 def test_samples_carrying_images_stay_in_bounded_memory(tmp_path: Path) -> None:
     """1,000 samples with a 300 KB image each: 300 MB of bytes, 400 MB of base64 in the spool.
     Buffered and converted by count alone (1,000 samples a flush, 500 rows a row group) the run
     peaked at 1.65 GB; the spool and the row groups are bounded by bytes too."""
-    stats = run_script(tmp_path, IMAGES_SCRIPT, 1000, 300_000)
+    stats = run_script(tmp_path, LARGE_SAMPLES_SCRIPT, 1000, 300_000, "image")
 
-    assert stats["ok"]
-    [details] = [path for path in stats["outputs"] if path.endswith(".parquet")]
-    metadata = pq.ParquetFile(details).metadata
-    assert metadata.num_rows == 1000
-    assert metadata.num_row_groups > 10  # row groups of ~32 MB of JSON, not 500 rows
+    rows, groups = _row_groups(stats)
+    assert rows == 1000
+    assert groups > 10  # row groups of ~16 MB of JSON, not 500 rows
     assert stats["after_log"] < 250, stats
     assert stats["after_save"] < 600, stats
+
+
+@pytest.mark.slow
+def test_long_text_samples_stream_in_bounded_memory(tmp_path: Path) -> None:
+    """1,500 samples with a 300 KB prompt each, converted while logging (text streams, unlike
+    images). Row groups of 500 rows held 150 MB each, pending and in flight, and the run peaked
+    at 1.3 GB; they are cut by bytes as at save()."""
+    stats = run_script(tmp_path, LARGE_SAMPLES_SCRIPT, 1500, 300_000, "text")
+
+    rows, groups = _row_groups(stats)
+    assert rows == 1500
+    assert groups > 20  # ~16 MB of JSON each, not 500 rows
+    assert stats["after_save"] < 550, stats

@@ -16,7 +16,7 @@ from local_helpers import COLUMNS, parquet_outputs, plain, same
 
 from evalsink import EvaluationTracker
 from evalsink.demo import make_sample
-from evalsink_local.parquet import _batches
+from evalsink_local.parquet import MAX_GROUP_BYTES, _batches
 
 ROW_GROUP = 7
 TASKS = {"mmlu:anatomy|5": ("multiple_choice", 100), "lighteval|gsm8k|5": ("generative", 61)}
@@ -142,17 +142,18 @@ def test_compression_option_is_applied(
     assert pq.read_table(path).column("doc").to_pylist() == expected
 
 
-def test_row_groups_hold_at_most_32_mb_of_json_when_sizes_are_known() -> None:
+def test_row_groups_hold_at_most_max_group_bytes_of_json_when_sizes_are_known() -> None:
     """Records carrying images: a group is cut by size as well as by count, record by record, so
     a few huge records among many small ones do not end up in one group."""
     mb = 1 << 20
-    sizes = [1024] * 990 + [30 * mb] * 10 + [12_000] * 600
+    limit = MAX_GROUP_BYTES
+    sizes = [1024] * 990 + [limit - 2 * mb] * 10 + [12_000] * 600
     batches = list(_batches(range(len(sizes)), 500, sizes))  # type: ignore[arg-type]
     assert sum(map(len, batches)) == len(sizes)
     assert [batch[0] for batch in batches] == sorted(batch[0] for batch in batches)  # in order
     for batch in batches:
         assert len(batch) <= 500
-        assert len(batch) == 1 or sum(sizes[i] for i in batch) <= 32 * mb
+        assert len(batch) == 1 or sum(sizes[i] for i in batch) <= limit
     # the 990 small rows fill a group, then share one with the first big row; the big rows go
     # alone, the last with as many 12 KB rows as fit beside it
     assert [len(batch) for batch in batches] == [500, 491, *([1] * 8), 175, 426]

@@ -93,6 +93,52 @@ def test_one_large_task_streams_whole_and_matches(tmp_path: Path, converted_at_s
     assert (metadata.num_rows, metadata.num_row_groups) == (237, 24)
 
 
+def test_row_groups_cut_by_bytes_match(
+    tmp_path: Path, converted_at_save: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Long rows close a row group before ``row_group_size`` rows, where save() would close it
+    (a row larger than the limit alone), so streaming keeps huge texts in bounded memory."""
+    for module in (evalsink_local.parquet, evalsink_local.streaming):
+        monkeypatch.setattr(module, "MAX_GROUP_BYTES", 4096)
+    samples = []
+    for i in range(97):
+        task, doc, response, metrics = _sample("long|0", i)
+        doc["query"] = "x" * (10_000 if i == 41 else 2_500 if i % 5 == 0 else 100)
+        samples.append((task, doc, response, metrics))
+    files = _both(tmp_path, samples, converted_at_save)
+    assert converted_at_save == []
+    (data,) = files.values()
+    metadata = pq.ParquetFile(pa.BufferReader(data)).metadata
+    sizes = [metadata.row_group(index).num_rows for index in range(metadata.num_row_groups)]
+    assert sum(sizes) == 97
+    assert max(sizes) < 10  # 10 rows never fit in 4 KB
+    assert 1 in sizes  # row 41 alone
+    table = pq.read_table(pa.BufferReader(data))
+    assert [len(doc["query"]) for doc in table.column("doc").to_pylist()][40:43] == [2_500, 10_000, 100]
+
+
+def test_the_json_reader_takes_lines_longer_than_its_block() -> None:
+    """A 3 MB prompt is one line longer than the reader's 1 MB block, which it would refuse
+    (sending the row group to the slower Python conversion, GIL held)."""
+    schema = pa.schema(
+        [
+            ("doc", pa.struct([("query", pa.string())])),
+            ("metric", pa.struct([("em", pa.float64())])),
+            ("model_response", pa.struct([("text", pa.list_(pa.string()))])),
+        ]
+    )
+    converter = evalsink_local.parquet.JsonLinesConverter(schema)
+    queries = ["short", "y" * 3_000_000, "z" * 1_500_000]
+    lines = [
+        b'{"task_name":"t","doc":{"query":"%s"},"metric":{"em":0.5},"model_response":{"text":["a"]}}'
+        % query.encode()
+        for query in queries
+    ]
+    batch = converter.convert(lines)
+    assert batch is not None
+    assert [doc["query"] for doc in batch.column(0).to_pylist()] == queries
+
+
 def test_many_small_tasks_stream_and_match(tmp_path: Path, converted_at_save: list[str]) -> None:
     samples = [_sample(f"small|{t}|0", i) for t in range(40) for i in range(3)]
     files = _both(tmp_path, samples, converted_at_save)

@@ -45,7 +45,7 @@ def evalsink_run_started(run: Run) -> None:
 def evalsink_details_batch(run: Run, batch: DetailsBatch) -> None:
     """A batch of per-sample details was logged and is already safe in the on-disk spool.
 
-    Fires every ``flush_every`` samples (or 32 MB of them), when a sample is logged while the
+    Fires every ``flush_every`` samples (or 16 MB of them), when a sample is logged while the
     oldest buffered one has waited ``flush_seconds``, and once more before results are saved;
     never once per sample. A
     sink may stream the rows (``batch.records()`` decodes them lazily) or ignore batches and read

@@ -27,10 +27,12 @@ from evalsink.errors import EvalsinkError
 from evalsink.run import DetailsBatch
 
 _READ_SPAN = 4 << 20  # bytes read at once when records are contiguous
-MAX_BUFFERED_BYTES = 32 << 20
+MAX_BUFFERED_BYTES = 16 << 20
 """Buffered samples are flushed once they hold this much, whatever ``flush_every`` says: samples
-carrying images are hundreds of kilobytes of base64 each, and 1,000 of them held ~1.3 GB (the
-lighteval-shaped 12 KB samples flush every 1,000 at 12 MB, unaffected)."""
+carrying images or long-context prompts are hundreds of kilobytes each, and 1,000 of them held
+~1.3 GB (the lighteval-shaped 12 KB samples flush every 1,000 at 12 MB, unaffected). A batch is
+copied a few times on its way to parquet, so this bound counts several times in the peak: 16 MB
+instead of 32 MB took 1,500 prompts of 300 KB from 587 to 381 MB."""
 
 
 class DetailSpool:

@@ -241,10 +241,11 @@ def _encode(value: Any, field: pa.Field) -> Any:
     return value
 
 
-MAX_GROUP_BYTES = 32 << 20
+MAX_GROUP_BYTES = 16 << 20
 """JSON bytes of the records converted at once, at most, when their sizes are known (a single
 larger record still goes through, alone): a row group is decoded and converted in one piece, so
-500 records carrying 400 KB images each held 1.4 GB."""
+500 records carrying 400 KB images each held 1.4 GB. Streaming cuts at the same place
+(:func:`evalsink_local.streaming.complete_group`), so both paths write the same file."""
 
 RowBytes = Callable[[], Iterable[int]]
 """The JSON size of each record ``read()`` yields, in the same order (the spool's line lengths)."""
@@ -483,9 +484,13 @@ class JsonLinesConverter:
 
     def convert(self, lines: list[bytes]) -> pa.RecordBatch | None:
         data = b"\n".join(lines)
+        read = self._read
+        longest = max(map(len, lines), default=0)
+        if longest >= read.block_size:  # the reader refuses a line longer than its block
+            read = self._json.ReadOptions(use_threads=False, block_size=longest + 1)
         try:
             table = self._json.read_json(
-                pa.BufferReader(data), read_options=self._read, parse_options=self._parse, memory_pool=_POOL
+                pa.BufferReader(data), read_options=read, parse_options=self._parse, memory_pool=_POOL
             )
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             return None

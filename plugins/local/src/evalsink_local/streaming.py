@@ -15,12 +15,14 @@ converted from the spool at ``save()`` as before, when its rows stop fitting the
 schema, when rows arrive after its file was closed, or when a write fails; the outcome is the same
 file either way, only later.
 
-Memory stays bounded: a task holds fewer than ``row_group_size`` pending rows; a task that no
-longer appears in the batches, or the least recently fed one once more than
-:data:`MAX_PENDING_GROUPS` row groups' worth of rows are pending or :data:`MAX_OPEN` tasks are
-open, has its file finished (and is dropped if it receives rows again); at most
-:data:`MAX_QUEUED_BATCHES` batches wait for the converter thread, and
-:data:`MAX_IN_FLIGHT_GROUPS` row groups' worth of converted rows for the writer threads.
+Memory stays bounded, by rows and by bytes: row groups are cut as the save-time path cuts them
+(``row_group_size`` rows, or fewer once they reach :data:`~evalsink_local.parquet.MAX_GROUP_BYTES`
+of JSON), so a task holds less than one row group pending; a task that no longer appears in the
+batches, or the least recently fed one once more than :data:`MAX_PENDING_GROUPS` row groups' worth
+of rows or bytes are pending or :data:`MAX_OPEN` tasks are open, has its file finished (and is
+dropped if it receives rows again); at most :data:`MAX_QUEUED_BATCHES` batches wait for the
+converter thread, and :data:`MAX_IN_FLIGHT_GROUPS` row groups' worth of converted rows or bytes
+for the writer threads.
 """
 
 from __future__ import annotations
@@ -40,7 +42,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evalsink import jsonsafe
-from evalsink_local.parquet import FastConverter, JsonLinesConverter, SchemaChangedError, open_writer
+from evalsink_local.parquet import (
+    MAX_GROUP_BYTES,
+    FastConverter,
+    JsonLinesConverter,
+    SchemaChangedError,
+    open_writer,
+)
 
 logger = logging.getLogger("evalsink")
 
@@ -87,6 +95,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def complete_group(pending: Sequence[bytes], row_group_size: int) -> int:
+    """How many of the first ``pending`` lines make a complete row group (0: not yet), cut where
+    the save-time path cuts (:func:`evalsink_local.parquet._batches`), so a streamed file keeps
+    the row groups of the file ``save()`` would write: ``row_group_size`` lines, or fewer when
+    the next line would take them past ``MAX_GROUP_BYTES`` (a larger line goes alone)."""
+    held = 0
+    for index, line in enumerate(pending):
+        if index and held + len(line) > MAX_GROUP_BYTES:
+            return index
+        held += len(line)
+        if index + 1 >= row_group_size:
+            return index + 1
+    return 0
+
+
 class _TaskFile:
     __slots__ = (
         "closed",
@@ -95,6 +118,7 @@ class _TaskFile:
         "json_converter",
         "path",
         "pending",
+        "pending_bytes",
         "rows",
         "writer",
         "writer_thread",
@@ -106,6 +130,7 @@ class _TaskFile:
         self.converter = FastConverter()
         self.json_converter: JsonLinesConverter | None = None  # once the first row group set the schema
         self.pending: list[bytes] = []
+        self.pending_bytes = 0
         self.rows = 0  # rows converted and handed to the writer thread
         self.writer: pq.ParquetWriter | None = None  # touched by the writer thread only
         self.closed = False
@@ -127,10 +152,11 @@ class StreamingDetails:
         self._tasks: dict[str, _TaskFile] = {}
         self._open: dict[str, _TaskFile] = {}  # least recently fed first
         self._pending_rows = 0
+        self._pending_bytes = 0
         self._converter: ThreadPoolExecutor | None = None
         self._writers: list[ThreadPoolExecutor] = []
         self._queued_batches = threading.BoundedSemaphore(MAX_QUEUED_BATCHES)
-        self._in_flight = 0  # converted rows handed to the writer threads and not written yet
+        self._in_flight = (0, 0)  # converted rows, and their JSON bytes, not written yet
         self._written = threading.Condition()
         self._broken: BaseException | None = None
         self._discarding = False
@@ -235,22 +261,32 @@ class StreamingDetails:
                 continue
             self._open.pop(task_name, None)
             self._open[task_name] = task  # now the most recently fed
+            added = sum(map(len, rows))
             task.pending.extend(rows)
+            task.pending_bytes += added
             self._pending_rows += len(rows)
-            while len(task.pending) >= self.row_group_size and not task.dropped:
-                self._convert(task_name, task, self.row_group_size)
+            self._pending_bytes += added
+            while not task.dropped and (count := complete_group(task.pending, self.row_group_size)):
+                self._convert(task_name, task, count)
             self._enforce_limits(keep=task_name)
 
     def _enforce_limits(self, keep: str) -> None:
         for task_name in list(self._open):
-            if self._pending_rows <= MAX_PENDING_GROUPS * self.row_group_size and len(self._open) <= MAX_OPEN:
+            if (
+                self._pending_rows <= MAX_PENDING_GROUPS * self.row_group_size
+                and self._pending_bytes <= MAX_PENDING_GROUPS * MAX_GROUP_BYTES
+                and len(self._open) <= MAX_OPEN
+            ):
                 return
             if task_name != keep:
                 self._close(task_name)
 
     def _convert(self, task_name: str, task: _TaskFile, count: int) -> None:
         lines, task.pending = task.pending[:count], task.pending[count:]
+        size = sum(map(len, lines))
+        task.pending_bytes -= size
         self._pending_rows -= len(lines)
+        self._pending_bytes -= size
         batch = None
         if task.converter.schema is not None:  # the file's schema is fixed: try Arrow's JSON reader
             if task.json_converter is None:
@@ -263,7 +299,7 @@ class StreamingDetails:
                 self._drop(task_name, task, "its rows do not keep one schema")
                 return
         task.rows += len(lines)
-        self._run(task, lambda: self._write(task, batch), rows=len(lines))
+        self._run(task, lambda: self._write(task, batch), rows=len(lines), size=size)
 
     def _close(self, task_name: str) -> None:
         task = self._open.pop(task_name)
@@ -277,26 +313,34 @@ class StreamingDetails:
     def _drop(self, task_name: str, task: _TaskFile, why: str) -> None:
         self._open.pop(task_name, None)
         self._pending_rows -= len(task.pending)
-        task.pending = []
+        self._pending_bytes -= task.pending_bytes
+        task.pending, task.pending_bytes = [], 0
         task.dropped = why
         self._run(task, lambda: self._end(task))
 
-    def _run(self, task: _TaskFile, work: Callable[[], None], rows: int = 0) -> None:
-        """Queue work on the task's writer thread; wait first while too many converted rows are queued."""
-        limit = MAX_IN_FLIGHT_GROUPS * self.row_group_size
+    def _run(self, task: _TaskFile, work: Callable[[], None], rows: int = 0, size: int = 0) -> None:
+        """Queue work on the task's writer thread; wait first while too many converted rows (or
+        bytes: a few huge rows weigh more than many small ones) are queued."""
+        row_limit = MAX_IN_FLIGHT_GROUPS * self.row_group_size
+        byte_limit = MAX_IN_FLIGHT_GROUPS * MAX_GROUP_BYTES
+
+        def room() -> bool:
+            queued_rows, queued_bytes = self._in_flight
+            return queued_rows == 0 or (queued_rows + rows <= row_limit and queued_bytes + size <= byte_limit)
+
         with self._written:
-            self._written.wait_for(lambda: self._in_flight == 0 or self._in_flight + rows <= limit)
-            self._in_flight += rows
+            self._written.wait_for(room)
+            self._in_flight = (self._in_flight[0] + rows, self._in_flight[1] + size)
         try:
             future = task.writer_thread.submit(work)
         except BaseException:
-            self._done(rows)
+            self._done(rows, size)
             raise
-        future.add_done_callback(lambda _: self._done(rows))
+        future.add_done_callback(lambda _: self._done(rows, size))
 
-    def _done(self, rows: int) -> None:
+    def _done(self, rows: int, size: int) -> None:
         with self._written:
-            self._in_flight -= rows
+            self._in_flight = (self._in_flight[0] - rows, self._in_flight[1] - size)
             self._written.notify_all()
 
     # -- the writer threads ----------------------------------------------------------------
