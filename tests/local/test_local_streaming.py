@@ -117,6 +117,40 @@ def test_row_groups_cut_by_bytes_match(
     assert [len(doc["query"]) for doc in table.column("doc").to_pylist()][40:43] == [2_500, 10_000, 100]
 
 
+class _CountingLines(list[bytes]):
+    """Pending lines that count how often a line is looked at."""
+
+    looks = 0
+
+    def __getitem__(self, index: Any) -> Any:
+        _CountingLines.looks += 1
+        return super().__getitem__(index)
+
+
+def test_group_cuts_fed_line_by_line_match_save_and_look_at_each_line_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines arriving one batch at a time (flush_every=1) are cut where save() cuts them, and the
+    scan resumes where it stopped: rescanning every pending line per batch cost 46 s of converter
+    time (which logging waits on) for 20,000 one-line batches with row_group_size=20,000."""
+    monkeypatch.setattr(evalsink_local.streaming, "MAX_GROUP_BYTES", 100_000)
+    monkeypatch.setattr(evalsink_local.parquet, "MAX_GROUP_BYTES", 100_000)
+    sizes = [(i * 37) % 450 + 1 for i in range(3000)] + [250_000] + [300] * 200  # and one line alone
+    task = evalsink_local.streaming._TaskFile(tmp_path / "t.parquet.part", None)  # type: ignore[arg-type]
+    task.pending = _CountingLines()
+    _CountingLines.looks = 0
+    cuts = []
+    for size in sizes:
+        task.pending.append(b"x" * size)
+        while count := task.complete_group(2000):
+            cuts.append(count)
+            task.pending = _CountingLines(task.pending[count:])
+            task.scanned = task.scanned_bytes = 0  # as _convert does
+    expected = [len(group) for group in evalsink_local.parquet._batches(range(len(sizes)), 2000, sizes)]  # type: ignore[arg-type]
+    assert [*cuts, len(task.pending)] == expected
+    assert _CountingLines.looks < 3 * len(sizes)
+
+
 def test_the_json_reader_takes_lines_longer_than_its_block() -> None:
     """A 3 MB prompt is one line longer than the reader's 1 MB block, which it would refuse
     (sending the row group to the slower Python conversion, GIL held)."""

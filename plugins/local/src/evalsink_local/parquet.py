@@ -245,7 +245,7 @@ MAX_GROUP_BYTES = 16 << 20
 """JSON bytes of the records converted at once, at most, when their sizes are known (a single
 larger record still goes through, alone): a row group is decoded and converted in one piece, so
 500 records carrying 400 KB images each held 1.4 GB. Streaming cuts at the same place
-(:func:`evalsink_local.streaming.complete_group`), so both paths write the same file."""
+(``_TaskFile.complete_group`` in :mod:`evalsink_local.streaming`), so both paths write the same file."""
 
 RowBytes = Callable[[], Iterable[int]]
 """The JSON size of each record ``read()`` yields, in the same order (the spool's line lengths)."""

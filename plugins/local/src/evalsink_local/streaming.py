@@ -95,21 +95,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def complete_group(pending: Sequence[bytes], row_group_size: int) -> int:
-    """How many of the first ``pending`` lines make a complete row group (0: not yet), cut where
-    the save-time path cuts (:func:`evalsink_local.parquet._batches`), so a streamed file keeps
-    the row groups of the file ``save()`` would write: ``row_group_size`` lines, or fewer when
-    the next line would take them past ``MAX_GROUP_BYTES`` (a larger line goes alone)."""
-    held = 0
-    for index, line in enumerate(pending):
-        if index and held + len(line) > MAX_GROUP_BYTES:
-            return index
-        held += len(line)
-        if index + 1 >= row_group_size:
-            return index + 1
-    return 0
-
-
 class _TaskFile:
     __slots__ = (
         "closed",
@@ -120,6 +105,8 @@ class _TaskFile:
         "pending",
         "pending_bytes",
         "rows",
+        "scanned",
+        "scanned_bytes",
         "writer",
         "writer_thread",
     )
@@ -131,10 +118,33 @@ class _TaskFile:
         self.json_converter: JsonLinesConverter | None = None  # once the first row group set the schema
         self.pending: list[bytes] = []
         self.pending_bytes = 0
+        self.scanned = 0  # leading pending lines known not to complete a row group yet
+        self.scanned_bytes = 0  # and their size
         self.rows = 0  # rows converted and handed to the writer thread
         self.writer: pq.ParquetWriter | None = None  # touched by the writer thread only
         self.closed = False
         self.dropped: str | None = None  # why the task is left to save()
+
+    def complete_group(self, row_group_size: int) -> int:
+        """How many of the first pending lines make a complete row group (0: not yet), cut where
+        the save-time path cuts (:func:`evalsink_local.parquet._batches`), so a streamed file keeps
+        the row groups of the file ``save()`` would write: ``row_group_size`` lines, or fewer when
+        the next line would take them past ``MAX_GROUP_BYTES`` (a larger line goes alone).
+
+        Lines already looked at are not looked at again (a group of 20,000 rows fed one line a
+        batch would otherwise cost a quadratic scan on the converter thread, which the logging
+        waits on); converting a group resets the scan.
+        """
+        held = self.scanned_bytes
+        for index in range(self.scanned, len(self.pending)):
+            size = len(self.pending[index])
+            if index and held + size > MAX_GROUP_BYTES:
+                return index
+            held += size
+            if index + 1 >= row_group_size:
+                return index + 1
+        self.scanned, self.scanned_bytes = len(self.pending), held
+        return 0
 
 
 class StreamingDetails:
@@ -266,7 +276,7 @@ class StreamingDetails:
             task.pending_bytes += added
             self._pending_rows += len(rows)
             self._pending_bytes += added
-            while not task.dropped and (count := complete_group(task.pending, self.row_group_size)):
+            while not task.dropped and (count := task.complete_group(self.row_group_size)):
                 self._convert(task_name, task, count)
             self._enforce_limits(keep=task_name)
 
@@ -283,6 +293,7 @@ class StreamingDetails:
 
     def _convert(self, task_name: str, task: _TaskFile, count: int) -> None:
         lines, task.pending = task.pending[:count], task.pending[count:]
+        task.scanned = task.scanned_bytes = 0
         size = sum(map(len, lines))
         task.pending_bytes -= size
         self._pending_rows -= len(lines)
@@ -315,6 +326,7 @@ class StreamingDetails:
         self._pending_rows -= len(task.pending)
         self._pending_bytes -= task.pending_bytes
         task.pending, task.pending_bytes = [], 0
+        task.scanned = task.scanned_bytes = 0
         task.dropped = why
         self._run(task, lambda: self._end(task))
 
