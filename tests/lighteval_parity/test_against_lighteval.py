@@ -26,10 +26,7 @@ from __future__ import annotations
 
 import copy
 import io
-import json
-import math
 import random
-import re
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +36,6 @@ lighteval = pytest.importorskip("lighteval")
 if not getattr(lighteval, "__version__", "").startswith("0.13."):
     pytest.skip("written against lighteval 0.13", allow_module_level=True)
 
-import pyarrow.parquet as pq  # noqa: E402
 from lighteval.logging.evaluation_tracker import EvaluationTracker as LightevalTracker  # noqa: E402
 from lighteval.models.model_input import GenerationParameters  # noqa: E402
 from lighteval.models.model_output import ModelResponse  # noqa: E402
@@ -47,16 +43,19 @@ from lighteval.models.transformers.transformers_model import TransformersModelCo
 from lighteval.tasks.lighteval_task import LightevalTask  # noqa: E402
 from lighteval.tasks.requests import Doc, SamplingMethod  # noqa: E402
 from lighteval.tasks.tasks import arc, gsm8k, mmlu  # noqa: E402
+from parity_helpers import (  # noqa: E402
+    DOCUMENTED,
+    assert_same_details,
+    comparable_results,
+    differences,
+    files_by_name,
+    without_keys,
+)
 from PIL import Image  # noqa: E402
 
 from evalsink import EvaluationTracker  # noqa: E402
 
 SAMPLES = 12
-DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d+")
-VOLATILE = {"start_time", "end_time", "total_evaluation_time_secondes", "evalsink_version"}
-DOCUMENTED = {"hash_full_prompts", "truncated", "non_truncated", "padded", "non_padded"}
-"""Results keys that differ by design: lighteval hashes an always-empty full prompt and counts no
-truncated or padded sample (docs/migrating-from-lighteval.md, "What differs, and why")."""
 
 
 def _tasks() -> dict[str, LightevalTask]:
@@ -176,60 +175,20 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return theirs, ours
 
 
-def _files(root: Path) -> dict[str, Path]:
-    return {
-        DATE.sub("<date>", str(path.relative_to(root))): path for path in root.rglob("*") if path.is_file()
-    }
-
-
-def _same(theirs: Any, ours: Any, where: str = "") -> list[str]:
-    """Where two decoded values differ (floats within 1e-12, NaN equal to NaN)."""
-    if isinstance(theirs, dict) and isinstance(ours, dict):
-        found = [f"{where}: keys {list(theirs)} != {list(ours)}"] if list(theirs) != list(ours) else []
-        for key in theirs.keys() & ours.keys():
-            found += _same(theirs[key], ours[key], f"{where}.{key}")
-        return found
-    if isinstance(theirs, list) and isinstance(ours, list) and len(theirs) == len(ours):
-        pairs = enumerate(zip(theirs, ours, strict=True))
-        return [diff for index, (left, right) in pairs for diff in _same(left, right, f"{where}[{index}]")]
-    if isinstance(theirs, float) and isinstance(ours, float):
-        equal = math.isclose(theirs, ours, rel_tol=1e-12) or (math.isnan(theirs) and math.isnan(ours))
-        return [] if equal else [f"{where}: {theirs!r} != {ours!r}"]
-    return [] if type(theirs) is type(ours) and theirs == ours else [f"{where}: {theirs!r} != {ours!r}"]
-
-
-def _without(value: Any, keys: set[str]) -> Any:
-    if isinstance(value, dict):
-        return {key: _without(item, keys) for key, item in value.items() if key not in keys}
-    if isinstance(value, list):
-        return [_without(item, keys) for item in value]
-    return value
-
-
 def test_the_same_files_are_written(outputs: tuple[Path, Path]) -> None:
     theirs, ours = outputs
-    assert sorted(_files(ours)) == sorted(_files(theirs))
+    assert sorted(files_by_name(ours)) == sorted(files_by_name(theirs))
 
 
 def test_every_details_file_has_the_same_schema_and_rows(outputs: tuple[Path, Path]) -> None:
-    theirs, ours = (_files(root) for root in outputs)
-    details = [name for name in theirs if name.endswith(".parquet")]
-    assert len(details) == 3
-    for name in details:
-        expected, written = pq.read_table(theirs[name]), pq.read_table(ours[name])
-        assert written.schema.remove_metadata() == expected.schema.remove_metadata(), name
-        assert _same(expected.to_pylist(), written.to_pylist(), name) == []
+    theirs, ours = (files_by_name(root) for root in outputs)
+    assert assert_same_details(theirs, ours) == 3
 
 
 def test_the_results_file_is_the_same_but_for_documented_differences(outputs: tuple[Path, Path]) -> None:
-    theirs, ours = (_files(root) for root in outputs)
-    [name] = [name for name in theirs if name.endswith(".json")]
-    expected = json.loads(theirs[name].read_text(encoding="utf-8"))
-    written = json.loads(ours[name].read_text(encoding="utf-8"))
-    for data in (expected, written):
-        for key in VOLATILE:
-            data["config_general"].pop(key, None)
-    assert _same(_without(expected, DOCUMENTED), _without(written, DOCUMENTED)) == []
+    theirs, ours = (files_by_name(root) for root in outputs)
+    expected, written = comparable_results(theirs, ours)
+    assert differences(without_keys(expected, DOCUMENTED), without_keys(written, DOCUMENTED)) == []
     # and the documented differences are what the migration page says
     assert {task["hashes"]["hash_full_prompts"] for task in expected["summary_tasks"].values()} == {
         "ef46db3751d8e999"  # lighteval hashes the empty string for every sample
