@@ -3,8 +3,10 @@ removal."""
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -304,6 +306,57 @@ def test_close_writes_what_is_pending(path: Path) -> None:
     spool.append("t", _line("t", 0))
     spool.close()
     assert path.read_bytes() == _line("t", 0) + b"\n"
+
+
+class _FullDisk:
+    """The spool's file on a disk that fills up: the next write stores only ``room`` bytes and
+    the one after raises ENOSPC, as ``write(2)`` does."""
+
+    def __init__(self, real: Any, room: int) -> None:
+        self.real, self.room = real, room
+
+    def write(self, data: Any) -> int:
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written: int = self.real.write(bytes(data[: self.room]))
+        self.room -= written
+        return written
+
+    def fileno(self) -> int:
+        return int(self.real.fileno())
+
+    def close(self) -> None:
+        self.real.close()
+
+
+@pytest.mark.parametrize("room", [0, 1, 37, 150])  # the buffer holds ~260 bytes
+def test_a_write_that_fails_halfway_leaves_the_spool_readable_and_retries_whole(
+    path: Path, room: int
+) -> None:
+    """A full disk: the torn part is cut off, the buffer kept; once there is room again the next
+    flush writes it exactly once and every record reads back (appending the buffer after the
+    torn part made records unreadable and duplicated them for recovery)."""
+    spool = DetailSpool(path, flush_every=3)
+    _append_all(spool, [("t", i) for i in range(3)])  # one good flush
+    size = path.stat().st_size
+    spool._file = _FullDisk(spool._file, room)
+    spool.append("t", _line("t", 3))
+    spool.append("t", _line("t", 4))
+    with pytest.raises(OSError, match="No space left"):
+        spool.append("t", _line("t", 5))
+    assert path.stat().st_size == size  # the torn part is gone
+    with pytest.raises(OSError, match="No space left"):
+        spool.append("t", _line("t", 6))  # kept in the buffer; each flush tries again, and fails
+    assert path.stat().st_size == size
+    spool._file = spool._file.real  # room again
+    batch = spool.flush()
+    assert batch is not None
+    assert [json.loads(line)["metric"]["i"] for line in batch.lines()] == [3, 4, 5, 6]
+    assert [record["metric"]["i"] for record in spool.iter_records("t")] == list(range(7))
+    spool.close()
+    reopened = DetailSpool.reopen(path)
+    assert [record["metric"]["i"] for record in reopened.iter_records("t")] == list(range(7))
+    assert reopened.corrupt_lines == 0
 
 
 def test_fsync_is_called_at_each_flush_when_enabled(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
