@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -511,6 +512,43 @@ def test_a_saved_run_outside_a_with_block_removes_its_spool_at_once(
     assert tracker.save().ok
     assert not (tmp_path / "out" / ".evalsink").exists()  # now, not at interpreter exit
     assert tracker not in tracker_module._OPEN
+
+
+class _OrderedRuns(list[Any]):
+    """Open runs in a known order (the tracker keeps a set)."""
+
+    def discard(self, item: Any) -> None:
+        if item in self:
+            self.remove(item)
+
+
+def test_the_exit_handler_closes_every_run_when_one_fails_to_close(
+    make_tracker: MakeTracker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run whose last flush fails at exit (a full disk) is reported with where its flushed
+    samples are; the runs after it are still finished (Python's exit stops at the first error)."""
+    failing, other = (
+        make_tracker(run_id="disk-full", flush_every=2),
+        make_tracker(run_id="fine", flush_every=2),
+    )
+    log_samples(failing, "lighteval|t|0", 3)
+    log_samples(other, "lighteval|t|0", 3)
+
+    def full_disk() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(failing.details_logger.spool, "flush", full_disk)
+    monkeypatch.setattr(tracker_module, "_OPEN", _OrderedRuns([failing, other]))  # the failing one first
+    with caplog.at_level(logging.ERROR, logger="evalsink"):
+        tracker_module._close_open_runs()
+    assert other not in tracker_module._OPEN  # closed although the first one failed
+    assert other._finished
+    [record] = [r for r in caplog.records if "at exit failed" in r.getMessage()]
+    assert "'disk-full'" in record.getMessage()
+    assert "No space left" in record.getMessage()
+    assert str(failing.details_logger.spool.path) in record.getMessage()
+    monkeypatch.undo()
+    failing.close()
 
 
 def test_spool_is_kept_when_a_sink_failed(make_tracker: MakeTracker, tmp_path: Path) -> None:

@@ -765,9 +765,25 @@ _OPEN: set[EvaluationTracker] = set()
 
 @atexit.register
 def _close_open_runs() -> None:
-    """A run started and never saved (the program crashed or forgot save()) still gets run_finished."""
+    """A run started and never saved (the program crashed or forgot save()) still gets run_finished.
+
+    Closing one run can fail (its last flush on a full disk): that is logged, with where the run's
+    flushed samples wait, and the other runs are closed all the same — at exit there is no caller
+    left to raise to, and Python would stop at the first error.
+    """
     for tracker in list(_OPEN):
-        if not tracker._finished:
-            tracker.close(EvalsinkError("the process exited before the run was saved"))
-        else:
-            tracker.close()
+        try:
+            if not tracker._finished:
+                tracker.close(EvalsinkError("the process exited before the run was saved"))
+            else:
+                tracker.close()
+        except Exception as exc:
+            logger.error(
+                "closing run %r at exit failed (%s: %s); the samples flushed before stay in %s "
+                "(evalsink recover)",
+                tracker.run_id,
+                type(exc).__name__,
+                exc,
+                tracker.details_logger.spool.path,
+                exc_info=exc,
+            )
