@@ -3,8 +3,12 @@ removal."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -357,6 +361,105 @@ def test_a_write_that_fails_halfway_leaves_the_spool_readable_and_retries_whole(
     reopened = DetailSpool.reopen(path)
     assert [record["metric"]["i"] for record in reopened.iter_records("t")] == list(range(7))
     assert reopened.corrupt_lines == 0
+
+
+REAL_SHORT_WRITE = """
+import resource, signal, sys
+from pathlib import Path
+from evalsink.spool import DetailSpool
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit, write(2) stores what fits, then EFBIG
+spool = DetailSpool(Path(sys.argv[1]), flush_every=10)
+template = '{"task_name":"t","doc":{"q":"%s"},"model_response":{},"metric":{"i":%d}}'
+line = lambda i: (template % ("y" * 100, i)).encode()
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (3000, hard))
+errors = 0
+for i in range(40):
+    try:
+        spool.append("t", line(i))
+    except OSError:
+        errors += 1
+assert spool.path.stat().st_size == spool._written, (spool.path.stat().st_size, spool._written)
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+spool.close()
+print(errors)
+"""
+
+
+def test_a_real_short_write_past_the_file_size_limit_is_cut_back(path: Path) -> None:
+    """The kernel's own short write: a file-size limit lets write(2) store part of a batch, then
+    fail with EFBIG; every failure leaves the file at its last complete flush, and the batches
+    kept are written once the limit is lifted."""
+    path.parent.mkdir(parents=True)
+    done = subprocess.run(
+        [sys.executable, "-c", REAL_SHORT_WRITE, str(path)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 0  # writes did fail
+    reopened = DetailSpool.reopen(path)
+    assert reopened.corrupt_lines == 0
+    assert [record["metric"]["i"] for record in reopened.iter_records("t")] == list(range(40))
+
+
+def test_a_cut_that_fails_is_done_before_the_next_write(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When truncating the torn part fails too (EIO, an append-only file), nothing is appended
+    after it: the next flush cuts first (appending after it duplicated records for recovery)."""
+    spool = DetailSpool(path, flush_every=3)
+    _append_all(spool, [("t", i) for i in range(3)])
+    size = path.stat().st_size
+    spool._file = _FullDisk(spool._file, 100)
+    real_ftruncate = os.ftruncate
+
+    def broken_ftruncate(fd: int, length: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "ftruncate", broken_ftruncate)
+    _append_all(spool, [("t", 3), ("t", 4)])
+    with pytest.raises(OSError, match="No space left"):  # the write's error, not the cut's
+        spool.append("t", _line("t", 5))
+    assert path.stat().st_size == size + 100  # torn
+    spool._file = spool._file.real  # room again, but the cut still fails
+    with pytest.raises(OSError, match="Input/output"):
+        spool.flush()
+    assert path.stat().st_size == size + 100  # nothing appended after the torn part
+    monkeypatch.setattr(os, "ftruncate", real_ftruncate)
+    spool.close()
+    reopened = DetailSpool.reopen(path)
+    assert reopened.corrupt_lines == 0
+    assert [record["metric"]["i"] for record in reopened.iter_records("t")] == list(range(6))
+
+
+def test_a_forked_child_never_cuts_what_its_parent_flushed(path: Path) -> None:
+    """A child's idea of the file's length is out of date: its failed flush must not truncate
+    the batches its parent flushed after the fork."""
+    spool = DetailSpool(path, flush_every=2)
+    _append_all(spool, [("t", 0), ("t", 1)])
+    ready_read, ready_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: wait for the parent's flush, then fail a flush of its own
+        try:
+            os.read(ready_read, 1)
+            spool._file = _FullDisk(spool._file, 10)
+            with contextlib.suppress(OSError):
+                _append_all(spool, [("t", 100), ("t", 101)])
+        finally:
+            os._exit(0)
+    _append_all(spool, [("t", 2), ("t", 3)])
+    os.write(ready_write, b"x")
+    os.waitpid(pid, 0)
+    assert path.stat().st_size >= spool._written
+    assert [record["metric"]["i"] for record in spool.iter_records("t")] == [0, 1, 2, 3]
+
+
+def test_a_buffer_that_cannot_grow_leaves_the_index_as_it_was(path: Path) -> None:
+    spool = DetailSpool(path, flush_every=10)
+    _append_all(spool, [("t", 0)])
+    with memoryview(spool._buffer), pytest.raises(BufferError):  # an export blocks resizing
+        spool.append("t", _line("t", 1))
+    assert spool.count("t") == 1
+    _append_all(spool, [("t", 2)])
+    assert [record["metric"]["i"] for record in spool.iter_records("t")] == [0, 2]
 
 
 def test_fsync_is_called_at_each_flush_when_enabled(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

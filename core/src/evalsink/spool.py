@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import logging
 import os
 import time
 from array import array
@@ -25,6 +26,8 @@ import orjson
 
 from evalsink.errors import EvalsinkError
 from evalsink.run import DetailsBatch
+
+logger = logging.getLogger("evalsink")
 
 _READ_SPAN = 4 << 20  # bytes read at once when records are contiguous
 MAX_BUFFERED_BYTES = 16 << 20
@@ -53,6 +56,8 @@ class DetailSpool:
         self.flush_seconds = flush_seconds
         self.fsync = fsync
         self._file: Any = None
+        self._owner = 0  # the process that opened the file
+        self._torn = False  # a failed write may have left part of a batch at the end of the file
         self._written = 0  # bytes on disk
         self._buffer = bytearray()  # the pending lines, newline-terminated, as they will be written
         self._starts = array("Q")  # where each pending line starts in the buffer
@@ -72,13 +77,15 @@ class DetailSpool:
             self._lengths[task_name] = array("Q")
         if not self._pending_tasks:
             self._oldest = time.monotonic()
-        offsets.append(self._written + len(self._buffer))
-        self._lengths[task_name].append(len(line))
+        start = len(self._buffer)
         # copied into one buffer: orjson's output can hold several times its length in memory, and
-        # one buffer is written without joining
-        self._starts.append(len(self._buffer))
+        # one buffer is written without joining. The buffer grows first: if that fails, the index
+        # is left as it was
         self._buffer += line
         self._buffer += b"\n"
+        offsets.append(self._written + start)
+        self._lengths[task_name].append(len(line))
+        self._starts.append(start)
         self._pending_tasks.append(task_name)
         self._sequence += 1
         if (
@@ -96,13 +103,18 @@ class DetailSpool:
         cut back to what earlier flushes wrote and the buffer kept, so the records' offsets stay
         right and a later flush (once there is room) writes the buffer exactly once. Appending it
         after the torn part made 27 of 850 records unreadable, and recovery could read some twice.
+        Should the cut itself fail, the next flush cuts first and writes nothing until it has.
         """
         if not self._pending_tasks:
             return None
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - held open for the run
+            self._owner = os.getpid()
+        if self._torn:
+            self._cut_torn_tail()  # raises, before anything is appended, while the cut fails
         data, starts, tasks = self._buffer, self._starts, self._pending_tasks
+        self._torn = True
         try:
             with memoryview(data) as view:
                 done = 0
@@ -111,12 +123,28 @@ class DetailSpool:
             if self.fsync:
                 os.fsync(self._file.fileno())
         except BaseException:
-            os.ftruncate(self._file.fileno(), self._written)  # frees space: works on a full disk
+            try:
+                self._cut_torn_tail()
+            except OSError as cut_error:  # the write's own error is the one to raise
+                logger.warning(
+                    "could not cut the spool %s back after a failed write: %s", self.path, cut_error
+                )
             raise
+        self._torn = False
         first = self._sequence - len(tasks)
         self._written += len(data)
         self._buffer, self._starts, self._pending_tasks = bytearray(), array("Q"), []
         return DetailsBatch(tasks, BufferLines(data, starts), first_index=first)
+
+    def _cut_torn_tail(self) -> None:
+        """Truncate the file to what complete flushes wrote (freeing space: works on a full disk).
+
+        Only in the process that opened it: a forked child's ``_written`` is out of date, and its
+        cut would delete what the parent flushed after the fork; a child's torn write stays torn
+        (``reopen()`` skips a broken line)."""
+        if self._owner == os.getpid():
+            os.ftruncate(self._file.fileno(), self._written)
+        self._torn = False
 
     def close(self) -> None:
         self.flush()
