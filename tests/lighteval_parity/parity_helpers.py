@@ -1,4 +1,5 @@
-"""What the lighteval parity tests compare files with (no lighteval import here)."""
+"""What the lighteval parity tests share: which lighteval they need, and how they compare files
+(no lighteval import here)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
+
+
+def skip_without_lighteval_0_13() -> None:
+    """Skip the calling test module unless lighteval 0.13 is importable: it needs torch and ~2 GB,
+    so it is not in the tox run (test_against_lighteval.py says how to build its environment)."""
+    lighteval = pytest.importorskip("lighteval")
+    if not getattr(lighteval, "__version__", "").startswith("0.13."):
+        pytest.skip("written against lighteval 0.13", allow_module_level=True)
+
 
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d+")
 VOLATILE = {"start_time", "end_time", "total_evaluation_time_secondes", "evalsink_version"}

@@ -31,10 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from parity_helpers import (
+    DOCUMENTED,
+    assert_same_details,
+    comparable_results,
+    differences,
+    files_by_name,
+    skip_without_lighteval_0_13,
+    without_keys,
+)
 
-lighteval = pytest.importorskip("lighteval")
-if not getattr(lighteval, "__version__", "").startswith("0.13."):
-    pytest.skip("written against lighteval 0.13", allow_module_level=True)
+skip_without_lighteval_0_13()
 
 from lighteval.logging.evaluation_tracker import EvaluationTracker as LightevalTracker  # noqa: E402
 from lighteval.models.model_input import GenerationParameters  # noqa: E402
@@ -43,14 +50,6 @@ from lighteval.models.transformers.transformers_model import TransformersModelCo
 from lighteval.tasks.lighteval_task import LightevalTask  # noqa: E402
 from lighteval.tasks.requests import Doc, SamplingMethod  # noqa: E402
 from lighteval.tasks.tasks import arc, gsm8k, mmlu  # noqa: E402
-from parity_helpers import (  # noqa: E402
-    DOCUMENTED,
-    assert_same_details,
-    comparable_results,
-    differences,
-    files_by_name,
-    without_keys,
-)
 from PIL import Image  # noqa: E402
 
 from evalsink import EvaluationTracker  # noqa: E402

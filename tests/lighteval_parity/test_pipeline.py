@@ -21,21 +21,20 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
-
-lighteval = pytest.importorskip("lighteval")
-if not getattr(lighteval, "__version__", "").startswith("0.13."):
-    pytest.skip("written against lighteval 0.13", allow_module_level=True)
-
-import pyarrow.parquet as pq  # noqa: E402
-from parity_helpers import (  # noqa: E402
+from parity_helpers import (
     DOCUMENTED,
     assert_same_details,
     comparable_results,
     differences,
     files_by_name,
+    skip_without_lighteval_0_13,
     without_keys,
 )
+
+skip_without_lighteval_0_13()
+
 
 ROWS = 12
 

@@ -244,8 +244,16 @@ def _encode(value: Any, field: pa.Field) -> Any:
 MAX_GROUP_BYTES = 16 << 20
 """JSON bytes of the records converted at once, at most, when their sizes are known (a single
 larger record still goes through, alone): a row group is decoded and converted in one piece, so
-500 records carrying 400 KB images each held 1.4 GB. Streaming cuts at the same place
-(``_TaskFile.complete_group`` in :mod:`evalsink_local.streaming`), so both paths write the same file."""
+500 records carrying 400 KB images each held 1.4 GB."""
+
+
+def group_ends_before(count: int, held: int, weight: int, size: int) -> bool:
+    """Whether a row group of ``count`` records holding ``held`` JSON bytes is closed before a
+    record of ``weight`` bytes: at ``size`` records, or when the record would take it past
+    :data:`MAX_GROUP_BYTES` (a larger record goes alone). The one rule of both paths (at
+    ``save()`` and while streaming), so both write the same file."""
+    return count > 0 and (count >= size or held + weight > MAX_GROUP_BYTES)
+
 
 RowBytes = Callable[[], Iterable[int]]
 """The JSON size of each record ``read()`` yields, in the same order (the spool's line lengths)."""
@@ -263,7 +271,7 @@ def _batches(
     group: list[dict[str, Any]] = []
     held = 0
     for weight, record in zip(row_bytes, iterator, strict=False):  # sizes first: no record lost
-        if group and (len(group) >= size or held + weight > MAX_GROUP_BYTES):
+        if group_ends_before(len(group), held, weight, size):
             yield group
             group, held = [], 0
         group.append(record)

@@ -47,6 +47,7 @@ from evalsink_local.parquet import (
     FastConverter,
     JsonLinesConverter,
     SchemaChangedError,
+    group_ends_before,
     open_writer,
 )
 
@@ -126,10 +127,9 @@ class _TaskFile:
         self.dropped: str | None = None  # why the task is left to save()
 
     def complete_group(self, row_group_size: int) -> int:
-        """How many of the first pending lines make a complete row group (0: not yet), cut where
-        the save-time path cuts (:func:`evalsink_local.parquet._batches`), so a streamed file keeps
-        the row groups of the file ``save()`` would write: ``row_group_size`` lines, or fewer when
-        the next line would take them past ``MAX_GROUP_BYTES`` (a larger line goes alone).
+        """How many of the first pending lines make a complete row group (0: not yet), cut by
+        :func:`~evalsink_local.parquet.group_ends_before` as at ``save()``, so a streamed file
+        keeps the row groups of the file ``save()`` would write.
 
         Lines already looked at are not looked at again (a group of 20,000 rows fed one line a
         batch would otherwise cost a quadratic scan on the converter thread, which the logging
@@ -137,14 +137,12 @@ class _TaskFile:
         """
         held = self.scanned_bytes
         for index in range(self.scanned, len(self.pending)):
-            size = len(self.pending[index])
-            if index and held + size > MAX_GROUP_BYTES:
+            weight = len(self.pending[index])
+            if group_ends_before(index, held, weight, row_group_size):
                 return index
-            held += size
-            if index + 1 >= row_group_size:
-                return index + 1
+            held += weight
         self.scanned, self.scanned_bytes = len(self.pending), held
-        return 0
+        return row_group_size if len(self.pending) >= row_group_size else 0  # full: no need to wait
 
 
 class StreamingDetails:
