@@ -341,6 +341,17 @@ class WrapperHookSink(Sink):
         return (yield)
 
 
+class DefaultedArgumentSink(Sink):
+    @hookimpl
+    def evalsink_details_batch(self, run: Any, batch: Any = None) -> None:  # pluggy never passes batch
+        raise AssertionError("never registered")
+
+
+class UnmarkedHookSink(Sink):
+    def evalsink_details_batch(self, run: Any, batch: Any) -> None:  # no @hookimpl: never called
+        raise AssertionError("never registered")
+
+
 class PartialUploadError(RuntimeError):
     def __init__(self, outputs: list[str]) -> None:
         super().__init__("upload stopped half way")
@@ -359,6 +370,22 @@ def test_a_sink_with_a_hook_wrapper_is_refused(add_entry_points: Callable[..., N
     add_entry_points(FakeEntryPoint("wrap", f"{__name__}:WrapperHookSink", FakeDist("wrap-sink", "1")))
     with pytest.raises(SinkLoadError, match=r"'wrap' does not follow the hook contract.*hook wrapper"):
         EvaluationTracker(tmp_path, sinks=["wrap"])
+
+
+@pytest.mark.parametrize(
+    ("sink_class", "message"),
+    [
+        ("DefaultedArgumentSink", r"evalsink_details_batch gives a default to batch"),
+        ("UnmarkedHookSink", r"evalsink_details_batch lack\(s\) the @hookimpl marker"),
+    ],
+)
+def test_a_hook_that_would_never_see_its_data_is_refused(
+    add_entry_points: Callable[..., None], tmp_path: Path, sink_class: str, message: str
+) -> None:
+    """Both shapes register silently with pluggy and then drop every batch: refused when built."""
+    add_entry_points(FakeEntryPoint("quiet", f"{__name__}:{sink_class}", FakeDist("quiet-sink", "1")))
+    with pytest.raises(SinkLoadError, match=rf"'quiet' does not follow the hook contract: {message}"):
+        EvaluationTracker(tmp_path, sinks=["quiet"])
 
 
 def test_a_failing_sink_still_reports_the_outputs_its_exception_carries(

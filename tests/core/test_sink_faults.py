@@ -155,3 +155,56 @@ def test_ctrl_c_during_save_does_not_wait_for_a_sink_still_at_work(
     finished = [(who, info) for who, hook, info in evalsink_recorder.CALLS if hook == "run_finished"]
     assert [who for who, _ in finished] == ["recorder"]
     assert len(local_files(tmp_path / "out")) == 2  # the local files were written before the interrupt
+
+
+@pytest.mark.parametrize("raised", ["SystemExit", "KeyboardInterrupt"])
+def test_a_sink_that_exits_on_its_own_thread_fails_alone(
+    make_tracker: Callable[..., EvaluationTracker], log: Callable[..., None], tmp_path: Path, raised: str
+) -> None:
+    """A client library that calls ``sys.exit()`` inside a hook used to end the whole evaluation
+    at the first batch; on the sink's thread it can only be the sink's doing (signals reach the
+    main thread), so it is that sink's failure."""
+    from evalsink.sink_thread import SinkExitError
+
+    tracker = make_tracker(
+        sinks=["local", "recorder", "flaky"],
+        sink_config={"flaky": {"fail_in": "details_batch", "raises": raised}},
+        flush_every=5,
+    )
+    log(tracker, "custom|t|0", 12)  # the first batch is delivered at the fifth sample
+    report = tracker.save()
+
+    flaky = report["flaky"]
+    assert flaky.failed_hooks == ["evalsink_details_batch"]
+    assert flaky.errors == [
+        f"evalsink_details_batch: SinkExitError: {raised} raised in the hook: "
+        f"{raised}('flaky sink failed on purpose')"
+    ]
+    assert isinstance(flaky.exception, SinkExitError)
+    assert type(flaky.exception.__cause__).__name__ == raised
+    assert report["local"].ok
+    assert report["recorder"].ok
+    assert len(local_files(tmp_path / "out")) == 2
+
+
+@pytest.mark.parametrize("given", [float("inf"), "inf", 1e10])
+def test_a_timeout_beyond_what_threads_can_wait_means_forever(
+    make_tracker: Callable[..., EvaluationTracker], log: Callable[..., None], given: object
+) -> None:
+    """``threading`` refuses waits beyond ``TIMEOUT_MAX`` (OverflowError in every hook): such a
+    timeout, ``inf`` included, waits forever on the sink's thread."""
+    tracker = make_tracker(sinks=["local", "recorder"], sink_config={"recorder": {"hook_timeout": given}})
+    log(tracker, "custom|t|0", 3)
+    report = tracker.save()
+    assert report.ok, report
+    assert {name for _, _, name in evalsink_recorder.THREADS} == {"evalsink-sink-recorder"}
+
+
+def test_hook_timeout_none_from_the_environment(
+    make_tracker: Callable[..., EvaluationTracker], log: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVALSINK_RECORDER__HOOK_TIMEOUT", "none")
+    tracker = make_tracker(sinks=["local", "recorder"])
+    log(tracker, "custom|t|0", 2)
+    tracker.save()
+    assert {name for _, _, name in evalsink_recorder.THREADS} == {threading.current_thread().name}

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,20 @@ def path(tmp_path: Path) -> Path:
 def test_flush_every_must_be_positive(path: Path) -> None:
     with pytest.raises(ValueError, match="flush_every"):
         DetailSpool(path, flush_every=0)
+
+
+@pytest.mark.parametrize("bad", [0, -1, "10", 2.5, True, None])
+def test_flush_every_must_be_a_whole_number(path: Path, bad: object) -> None:
+    expected = f"flush_every must be a whole number of samples, 1 or more; got {bad!r}"
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        DetailSpool(path, flush_every=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), "10", None])
+def test_flush_seconds_must_be_a_number_of_seconds(path: Path, bad: object) -> None:
+    """NaN compared false with every age, which silently turned timed flushes off."""
+    with pytest.raises(ValueError, match="flush_seconds must be a number of seconds, 0 or more"):
+        DetailSpool(path, flush_seconds=bad)  # type: ignore[arg-type]
 
 
 def test_flush_by_count(path: Path) -> None:

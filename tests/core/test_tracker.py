@@ -688,3 +688,32 @@ def test_generate_final_dict_keeps_nan_as_lighteval_does(make_tracker: MakeTrack
     assert f"{final['results']['lighteval:t:0']['f1']:.4f}" == "nan"
     assert final["results"]["lighteval:t:0"]["acc"] == 1.0
     assert tracker.results["results"]["lighteval|t|0"]["f1"] is None  # the JSON-ready form is unchanged
+
+
+def test_an_output_dir_that_cannot_hold_the_run_fails_at_construction(tmp_path: Path) -> None:
+    """It used to fail at the first flush (sample 1,000, mid-evaluation) with a raw OSError."""
+    from evalsink.storage import OutputDirError
+
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("not a folder")
+    for output in (a_file, a_file / "below"):
+        expected = rf"output_dir '{re.escape(str(output))}' cannot be used: .* is not a folder"
+        with pytest.raises(OutputDirError, match=expected):
+            EvaluationTracker(output)
+    unknown = r"output_dir 'nosuchprotocol://bucket/x' cannot be used: Protocol not known"
+    with pytest.raises(OutputDirError, match=unknown):
+        EvaluationTracker("nosuchprotocol://bucket/x")
+    assert not (tmp_path / ".evalsink").exists()  # the check creates nothing
+
+
+def test_the_cli_says_an_unusable_output_dir_in_one_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from evalsink.cli import main
+
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("not a folder")
+    result = CliRunner().invoke(main, ["demo", "--output-dir", str(a_file)])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1, result.output
+    assert result.output.startswith("evalsink: error: output_dir ")

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("evalsink")
 
+_HOOK_NAMES = tuple(name for name in dir(hookspecs) if name.startswith("evalsink_"))
+
 
 class SinkManager:
     """Owns one pluggy PluginManager per tracker (no global state shared between trackers)."""
@@ -53,10 +55,26 @@ class SinkManager:
         try:
             self._pm.register(sink, name=name)
             self._pm.check_pending()
+            implemented = set()
             for caller in self._pm.get_hookcallers(sink) or []:
                 for impl in caller.get_hookimpls():
-                    if impl.plugin_name == name and (impl.hookwrapper or impl.wrapper):
+                    if impl.plugin_name != name:
+                        continue
+                    implemented.add(caller.name)
+                    if impl.hookwrapper or impl.wrapper:
                         raise ValueError(f"{caller.name} is a hook wrapper; sinks implement plain hooks")
+                    if impl.kwargnames:  # pluggy never passes them: the hook would only see defaults
+                        raise ValueError(
+                            f"{caller.name} gives a default to {', '.join(impl.kwargnames)}; hook "
+                            "arguments are always passed and must have no default"
+                        )
+            unmarked = sorted(
+                spec
+                for spec in _HOOK_NAMES
+                if spec not in implemented and callable(getattr(sink, spec, None))
+            )
+            if unmarked:  # pluggy registers only marked methods: these would never be called
+                raise ValueError(f"{', '.join(unmarked)} lack(s) the @hookimpl marker")
         except (pluggy.PluginValidationError, ValueError) as exc:
             if self._pm.has_plugin(name):
                 self._pm.unregister(name=name)
@@ -90,7 +108,8 @@ class SinkManager:
                 else:
                     result = thread.call(impl.function, arguments, self._timeouts[name] or 0.0)
             except BaseException as exc:
-                if not isinstance(exc, Exception):  # Ctrl-C (or exit) while the caller waited
+                if not isinstance(exc, Exception):  # Ctrl-C (or exit) while the caller waited; a sink
+                    # thread's own SystemExit arrives as SinkExitError
                     if thread is not None and thread.busy:
                         outcome.timed_out = True  # no later hook waits behind the running call
                         outcome.errors.append(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 if TYPE_CHECKING:
     from evalsink.run import TrackerSettings
@@ -24,7 +24,16 @@ class SinkConfig(BaseModel):
     """When True, a failure of this sink fails ``save()`` (after every other sink has run)."""
     hook_timeout: float | None = Field(default=1800.0, gt=0)
     """Seconds one hook call may take; past it the sink is marked failed (hung) and the run goes on
-    without it. None waits forever and calls the sink on the evaluation's own thread."""
+    without it. ``inf`` waits forever on the sink's thread; None waits forever and calls the sink
+    on the evaluation's own thread (from the environment: ``none``)."""
+
+    @field_validator("hook_timeout", mode="before")
+    @classmethod
+    def _none_from_text(cls, value: object) -> object:
+        """The environment can only say None in words."""
+        if isinstance(value, str) and value.strip().lower() in {"none", "null"}:
+            return None
+        return value
 
 
 class Sink:

@@ -21,6 +21,15 @@ class HookTimeoutError(TimeoutError):
     """A sink's hook did not return within the sink's ``hook_timeout``."""
 
 
+class SinkExitError(Exception):
+    """A sink's hook raised ``SystemExit`` (a client library calling ``sys.exit()``),
+    ``KeyboardInterrupt`` or another ``BaseException`` on the sink's own thread.
+
+    Signals reach only the main thread, so such an exception is the sink's doing, never the user's:
+    it becomes an ordinary failure of that sink instead of ending the evaluation.
+    """
+
+
 class _Call:
     __slots__ = ("done", "error", "function", "kwargs", "result")
 
@@ -68,12 +77,16 @@ class SinkThread:
             self._thread = thread
         call = self._last = _Call(function, kwargs)
         self._calls.put(call)
-        if not call.done.wait(timeout):
+        # Event.wait refuses a timeout beyond threading.TIMEOUT_MAX (OverflowError): that is forever
+        if not call.done.wait(None if timeout >= threading.TIMEOUT_MAX else timeout):
             raise HookTimeoutError(
                 f"no answer after {timeout:g}s (hook_timeout); the call is left running in the background"
             )
-        if call.error is not None:
-            raise call.error
+        error = call.error
+        if error is not None:
+            if not isinstance(error, Exception):
+                raise SinkExitError(f"{type(error).__name__} raised in the hook: {error!r}") from error
+            raise error
         return call.result
 
     def stop(self) -> None:

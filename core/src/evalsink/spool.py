@@ -49,8 +49,11 @@ class DetailSpool:
         flush_seconds: float = 10.0,
         fsync: bool = True,
     ) -> None:
-        if flush_every < 1:
-            raise ValueError(f"flush_every must be at least 1, got {flush_every}")
+        if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
+            raise ValueError(f"flush_every must be a whole number of samples, 1 or more; got {flush_every!r}")
+        seconds_ok = isinstance(flush_seconds, (int, float)) and not isinstance(flush_seconds, bool)
+        if not seconds_ok or not flush_seconds >= 0:  # NaN too: it would silently turn timed flushes off
+            raise ValueError(f"flush_seconds must be a number of seconds, 0 or more; got {flush_seconds!r}")
         self.path = path
         self.flush_every = flush_every
         self.flush_seconds = flush_seconds

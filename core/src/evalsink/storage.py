@@ -38,6 +38,25 @@ logger = logging.getLogger("evalsink")
 _COMMIT_ON_CLOSE = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "hf"}
 
 
+class OutputDirError(EvalsinkError):
+    """The output folder cannot hold the run (a file, no permission, an unknown URL protocol):
+    said when the tracker is built, before any evaluation time is spent, not at the first flush."""
+
+
+def check_can_create(folder: Path) -> None:
+    """Refuse a folder that could not be created, without creating anything: the nearest existing
+    ancestor must be a folder this process may write into."""
+    existing = folder
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputDirError(f"{folder} cannot be created: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputDirError(f"{folder} cannot be created: no permission to write in {existing}")
+
+
 class OutputWriteError(EvalsinkError, OSError):
     """The output folder's store failed while a file was written: nothing partial is under its name.
 
@@ -66,7 +85,10 @@ class OutputDir:
         else:
             from fsspec.core import url_to_fs
 
-            self._fs, self.root = url_to_fs(text)
+            try:
+                self._fs, self.root = url_to_fs(text)
+            except (ValueError, ImportError) as exc:  # an unknown protocol, its library not installed
+                raise OutputDirError(f"output_dir {text!r} cannot be used: {exc}") from exc
             protocols = self._fs.protocol if isinstance(self._fs.protocol, tuple) else (self._fs.protocol,)
             self._commit_on_close = bool(set(protocols) & _COMMIT_ON_CLOSE)
 

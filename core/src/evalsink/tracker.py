@@ -50,7 +50,7 @@ from evalsink.report import SaveReport, SinkOutcome
 from evalsink.run import DetailsBatch, Run, RunStatus, TrackerSettings
 from evalsink.shards import launcher_run_id, wait_for_shards
 from evalsink.spool import DetailSpool
-from evalsink.storage import OutputDir
+from evalsink.storage import OutputDir, OutputDirError, check_can_create
 
 if TYPE_CHECKING:
     from evalsink.models import EvaluationResults
@@ -188,6 +188,12 @@ class EvaluationTracker:
                 "no sink is enabled (sinks=[] or EVALSINK_SINKS set but empty): save() will write nothing"
             )
         self.output = OutputDir(self.settings.output_dir)
+        try:  # the first flush creates the run's folder: say it cannot, before any evaluation
+            check_can_create(self._run_folder())
+        except OutputDirError as exc:
+            raise OutputDirError(
+                f"output_dir {self.settings.output_dir!r} cannot be used: the run's spool folder {exc}"
+            ) from None
         self._manager = self._build_sinks(self.sink_names, sink_config or {})
 
         if resume:

@@ -119,6 +119,9 @@ class SinkConformance:
 
     flush_every: ClassVar[int] = 64
     """Samples per details batch in the kit's runs: small, so the odd run arrives in many batches."""
+    hook_timeout: ClassVar[float] = 120.0
+    """The sink's ``hook_timeout`` in the kit's runs (unless its ``sink_config`` sets one): a hook
+    that never returns fails the test in minutes, not after the default half hour."""
 
     # -- what a sink's suite provides -------------------------------------------------------
     @pytest.fixture
@@ -165,7 +168,7 @@ class SinkConformance:
             options: dict[str, Any] = {
                 "output_dir": conformance_dir,
                 "sinks": sinks,
-                "sink_config": {sink_name: dict(sink_config)},
+                "sink_config": {sink_name: {"hook_timeout": self.hook_timeout, **sink_config}},
                 "flush_every": self.flush_every,
                 **tracker_options,
                 **overrides,
