@@ -118,13 +118,15 @@ def test_a_run_saved_outside_a_with_block_drops_its_spool_at_save(tmp_path: Path
         from evalsink import tracker as tracker_module
         output = Path(sys.argv[1])
         tracker = EvaluationTracker(
-            output, sinks=["recorder"], sink_config={"recorder": {"path": sys.argv[2]}}, run_id="saved"
+            output, sinks=["local", "recorder"], run_id="saved",
+            sink_config={"recorder": {"path": sys.argv[2]}},
         )
         tracker.details_logger.log("lighteval|t|0", {"query": "q"}, {}, {"acc": 1.0})
         tracker.details_logger.flush()
         assert list((output / ".evalsink" / "runs" / "saved").glob("details-*.jsonl"))
         tracker.save()
-        assert not (output / ".evalsink").exists(), list(output.rglob("*"))  # gone now, not at exit
+        # the local details file holds the samples: the spool goes now, not at exit
+        assert not (output / ".evalsink").exists(), list(output.rglob("*"))
         assert tracker not in tracker_module._OPEN  # nothing left for the exit handler
         print("saved")
         """

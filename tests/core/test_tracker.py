@@ -717,3 +717,78 @@ def test_the_cli_says_an_unusable_output_dir_in_one_line(tmp_path: Path) -> None
     assert result.exit_code == 2
     assert result.output.count("\n") == 1, result.output
     assert result.output.startswith("evalsink: error: output_dir ")
+
+
+def test_values_lighteval_writes_as_given_never_fail_save(tmp_path: Path) -> None:
+    """A version logged as 1.5, a task config named 123, ``max_samples=0.5``: lighteval writes them
+    as given. A stricter results model made ``save()`` fail after the whole evaluation (nothing
+    written, and `evalsink recover` failed the same way)."""
+    tracker = EvaluationTracker(tmp_path, run_id="loose")
+    tracker.general_config_logger.log_model_info(model_name="org/m")
+    tracker.general_config_logger.log_args_info(num_fewshot_seeds=1, max_samples=0.5, job_id=3.5)
+    tracker.general_config_logger.lighteval_sha = 1234  # type: ignore[assignment]
+    tracker.versions_logger.log("t|0", 1.5)
+    tracker.versions_logger.log("u|0", [1, 0])  # type: ignore[arg-type]
+    tracker.task_config_logger.log({"t|0": {"name": 123, "version": 0.1}})
+    log_samples(tracker, "t|0", 2)
+    assert tracker.save().ok
+    (results_file,) = (tmp_path / "results" / "org" / "m").glob("results_*.json")
+    saved = EvaluationResults.model_validate_json(results_file.read_text())
+    assert saved.versions == {"t|0": 1.5, "u|0": [1, 0]}
+    assert (saved.config_tasks["t|0"].name, saved.config_tasks["t|0"].version) == (123, 0.1)
+    general = saved.config_general
+    assert (general.max_samples, general.job_id, general.lighteval_sha) == (0.5, 3.5, 1234)
+    assert saved.versions["t|0"] == 1.5
+
+
+@pytest.mark.parametrize("in_block", [False, True])
+def test_logging_after_save_is_refused(tmp_path: Path, in_block: bool) -> None:
+    """Samples logged after save() used to vanish (or, at the next flush, recreate the removed
+    spool and fail with a confusing error); inside a `with` block they reached the sinks after
+    results_saved and were dropped."""
+    tracker = EvaluationTracker(tmp_path, run_id="after")
+    if in_block:
+        tracker.__enter__()
+    log_samples(tracker, "t|0", 2)
+    tracker.save()
+    with pytest.raises(
+        EvalsinkError, match=r"run 'after' was saved: what is logged now would be written nowhere"
+    ):
+        log_samples(tracker, "t|0", 1)
+    with pytest.raises(EvalsinkError, match="was saved"):
+        tracker.metrics_logger.log("t|0", {"acc": 1.0})
+    if in_block:
+        tracker.__exit__(None, None, None)
+    assert len(tracker.details["t|0"]) == 2
+    assert not (tmp_path / ".evalsink").exists()
+
+
+def test_logging_after_a_failed_run_finished_is_refused(tmp_path: Path) -> None:
+    tracker = EvaluationTracker(tmp_path, run_id="gone")
+    log_samples(tracker, "t|0", 1)
+    tracker.close(RuntimeError("the evaluation crashed"))
+    with pytest.raises(EvalsinkError, match=r"run 'gone' has finished \(failed\)"):
+        log_samples(tracker, "t|0", 1)
+
+
+def test_details_stay_readable_after_save_when_no_details_file_was_written(tmp_path: Path) -> None:
+    """lighteval's CLI runs with save_details=False and its pipeline returns ``details`` to the
+    caller after saving: that mapping (taken before save) and ``preview_outputs`` used to raise
+    FileNotFoundError. The spool stays until nothing can read it, marked saved (not recoverable)."""
+    import gc
+
+    tracker = EvaluationTracker(tmp_path, run_id="kept", save_details=False)
+    tracker.general_config_logger.log_model_info(model_name="m")
+    log_samples(tracker, "t|0", 3)
+    taken_before = tracker.details
+    tracker.save()
+    assert not list(tmp_path.glob("details/**/*.parquet"))
+    assert [r["doc"]["query"] for r in taken_before["t|0"]] == ["t|0 q0", "t|0 q1", "t|0 q2"]
+    assert len(tracker.details["t|0"]) == 3
+    tracker.preview_outputs()
+    from evalsink.recovery import find_runs
+
+    assert not [run for run in find_runs(tmp_path) if run.recoverable]
+    del tracker, taken_before
+    gc.collect()
+    assert not (tmp_path / ".evalsink").exists()

@@ -28,7 +28,7 @@ import orjson
 import xxhash
 
 from evalsink import jsonsafe
-from evalsink.errors import EncodeError
+from evalsink.errors import EncodeError, EvalsinkError
 from evalsink.run import DetailsBatch
 from evalsink.spool import DetailSpool
 
@@ -320,9 +320,14 @@ class DetailsLogger:
         self.compiled_hashes: dict[str, CompiledHash] = {}
         self.compiled_details: dict[str, CompiledDetail] = {}
         self.compiled_details_over_all_tasks = CompiledDetailOverAllTasks()
+        self.closed: str | None = None
+        """Why ``log()`` is refused (set by the tracker once its run is saved or finished): a sample
+        logged then would be in no file, silently."""
 
     def log(self, task_name: str, doc: Any, model_response: Any, metrics: Mapping[str, Any]) -> None:
         """Record one sample; encoding problems raise here, naming the field, before anything is kept."""
+        if self.closed is not None:
+            raise EvalsinkError(self.closed)
         if task_name not in self._hashes:
             from evalsink.paths import task_file_part
 

@@ -3,6 +3,11 @@
 Every model accepts keys it does not know (lighteval adds fields between versions), so a results file
 written by any lighteval release loads with ``EvaluationResults.model_validate_json``. The JSON
 Schema is ``EvaluationResults.model_json_schema()``.
+
+Fields whose value comes straight from the caller (task versions, a task config's name and version,
+``log_args_info``'s arguments) take any JSON value, with the usual type first: lighteval writes
+whatever it was given, and a stricter model made ``save()`` fail over a version logged as ``1.5``
+after the whole evaluation had run, writing nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     PrivateAttr,
     SerializerFunctionWrapHandler,
     ValidatorFunctionWrapHandler,
@@ -57,10 +63,10 @@ class _Open(BaseModel):
 class GeneralConfig(_Open):
     """``config_general``: how and when the evaluation ran, and on which model."""
 
-    lighteval_sha: str | None = None
-    num_fewshot_seeds: int | None = None
-    max_samples: int | None = None
-    job_id: int | str | None = None
+    lighteval_sha: str | JsonValue = None
+    num_fewshot_seeds: int | JsonValue = None
+    max_samples: int | JsonValue = None
+    job_id: int | str | JsonValue = None
     start_time: float | None = None
     end_time: float | None = None
     total_evaluation_time_secondes: str | None = Field(
@@ -100,8 +106,8 @@ class GeneralSummary(TaskSummary):
 class TaskConfig(_Open):
     """``config_tasks[task]``: the task's configuration as lighteval logs it (open-ended)."""
 
-    name: str | None = None
-    version: int | str | None = None
+    name: str | JsonValue = None
+    version: int | str | JsonValue = None
 
 
 class EvaluationResults(_Open):
@@ -113,7 +119,7 @@ class EvaluationResults(_Open):
         description="Aggregated metrics per task, with '<metric>_stderr', suite averages and 'all'. "
         "null marks a NaN or infinite value.",
     )
-    versions: dict[str, int | str | None] = Field(default_factory=dict)
+    versions: dict[str, int | str | JsonValue] = Field(default_factory=dict)
     config_tasks: dict[str, TaskConfig] = Field(default_factory=dict)
     summary_tasks: dict[str, TaskSummary] = Field(default_factory=dict)
     summary_general: GeneralSummary = Field(default_factory=GeneralSummary)

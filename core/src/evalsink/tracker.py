@@ -27,6 +27,7 @@ import math
 import os
 import re
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -116,8 +117,11 @@ class _MetricsLogger(MetricsLogger):
         self.stale = False
         self.last_task_dict: Mapping[str, Any] | None = None
         self.last_bootstrap_iters = 1000
+        self.closed: str | None = None  # as DetailsLogger.closed
 
     def log(self, task_name: str, metrics: Mapping[str, Any]) -> None:
+        if self.closed is not None:
+            raise EvalsinkError(self.closed)
         super().log(task_name, metrics)
         self.stale = True
 
@@ -418,6 +422,7 @@ class EvaluationTracker:
             results = self._results_model() if given is None else given
             self._manager.results_saved(self.run, results)
             self._report = self._make_report(results)
+            self._refuse_logging(f"run {self.run_id!r} was saved")
         except BaseException as exc:
             error = exc
             raise
@@ -471,6 +476,7 @@ class EvaluationTracker:
     def _finish(self, status: RunStatus, error: BaseException | None) -> None:
         if self._finished:
             return
+        self._refuse_logging(f"run {self.run_id!r} has finished ({status.value})")
         if not self._started and error is None and not len(self.details_logger.spool):
             # closed before anything happened (a tracker built and dropped): no run to open and
             # finish — a remote sink would otherwise create an empty run just to close it
@@ -483,6 +489,16 @@ class EvaluationTracker:
         finally:
             self._finished = True
             self._manager.run_finished(self.run, status, error)
+
+    def _refuse_logging(self, why: str) -> None:
+        """Samples and metrics logged after this would reach no file and no sink: say so at once
+        (they used to vanish, or fail later at a flush with a confusing spool error)."""
+        if self.details_logger.closed is None:
+            message = (
+                f"{why}: what is logged now would be written nowhere "
+                "(a new EvaluationTracker starts another run)"
+            )
+            self.details_logger.closed = self.metrics_logger.closed = message
 
     def close(self, error: BaseException | None = None) -> None:
         """Finish the run if needed; drop the spool once the run was saved and every sink succeeded.
@@ -497,19 +513,27 @@ class EvaluationTracker:
             self._manifest.samples = len(self.details_logger.spool)
             self._write_manifest(RunState.SHARD_DONE if done else RunState.FAILED, always=True)
         elif not failed and self._report is not None and self._report.ok:
-            if "local" in self._manager.sinks:
-                self.details_logger.read_saved = self._saved_details
-            for path in self._merged:
-                path.unlink(missing_ok=True)
-            manifest_path(self.details_logger.spool.path).unlink(missing_ok=True)
-            self.details_logger.spool.remove()
+            spool = self.details_logger.spool
+            spool.close()
+            files = [*self._merged, manifest_path(spool.path), spool.path]
+            folders = [spool.path.parent]
             if self.output.is_local:  # and evalsink's own folders, when nothing else is left in them
-                for folder in (
+                folders += [
                     Path(self.output.root) / ".evalsink" / "runs",
                     Path(self.output.root) / ".evalsink",
-                ):
-                    with contextlib.suppress(OSError):
-                        folder.rmdir()
+                ]
+            if "local" not in self._manager.sinks:
+                _remove_spool(files, folders)  # `details` then says to read where the sinks wrote
+            elif self.settings.save_details:
+                self.details_logger.read_saved = self._saved_details
+                _remove_spool(files, folders)
+            else:
+                # no details file was written (save_details=False, lighteval's CLI default), and
+                # lighteval's pipeline hands ``details`` to its caller after save(): the spool stays
+                # readable until nothing can read it (the logger is collected, or the process
+                # exits), marked saved meanwhile, so `evalsink recover` leaves it alone
+                self._write_manifest(RunState.SAVED, always=True)
+                weakref.finalize(self.details_logger, _remove_spool, files, folders)
         else:
             self.details_logger.spool.close()
             if self.details_logger.spool.path.exists():
@@ -767,6 +791,15 @@ def _hub_missing(error: ModuleNotFoundError, method: str) -> None:
 
 
 _OPEN: set[EvaluationTracker] = set()
+
+
+def _remove_spool(files: list[Path], folders: list[Path]) -> None:
+    """Delete a saved run's spool (with its manifest and merged spools), then its folders if empty."""
+    for path in files:
+        path.unlink(missing_ok=True)
+    for folder in folders:
+        with contextlib.suppress(OSError):  # not empty: another spool or run still lives there
+            folder.rmdir()
 
 
 @atexit.register
