@@ -139,3 +139,45 @@ def test_memory_url_writer_exception_leaves_no_partial_file(
     fs = fsspec.filesystem("memory")
     leftovers = [path for path in fs.find("/evalsink-test") if path.endswith(".parquet")]
     assert leftovers == [], [(path, _read_parquet(f"memory://{path}").num_rows) for path in leftovers]
+
+
+@pytest.mark.usefixtures("memory_fs")
+def test_memory_url_task_names_with_glob_characters_are_published_under_their_names(
+    make_tracker: Callable[..., EvaluationTracker],
+) -> None:
+    """memory:// writes a temporary then moves it; fsspec's mv/rm take paths as glob patterns, so
+    ``q?x`` was published as a folder holding the temporary and ``br[a]`` failed the save."""
+    tasks = ["q?x|0", "st*r|0", "br[a]|0"]
+    tracker = make_tracker(output_dir=URL)
+    tracker.general_config_logger.log_model_info(model_name="org/mo?d[e]l*")
+    expected = {task: log_demo_samples(tracker, task, 3) for task in tasks}
+    report = tracker.save()
+    assert report["local"].ok, report
+
+    fs = fsspec.filesystem("memory")
+    published = report["local"].outputs
+    assert len(published) == 1 + len(tasks)
+    assert sorted(fs.find("/evalsink-test")) == sorted(url[len("memory://") :] for url in published)
+    for task in tasks:
+        (url,) = [url for url in published if f"/details_{task}_" in url]
+        assert fs.isfile(url[len("memory://") :])
+        assert _read_parquet(url).to_pylist() == expected[task]
+
+
+@pytest.mark.usefixtures("memory_fs")
+def test_memory_url_failed_write_leaves_no_temporary_with_glob_characters() -> None:
+    """The temporary of a failed write is deleted by its exact name (``rm`` took it as a glob)."""
+    from evalsink.storage import OutputDir
+
+    output = OutputDir(URL)
+    output.write_bytes("a/other[1].json", b"keep")  # a neighbour that no glob of "x[1]" may touch
+
+    def write_then_fail() -> None:
+        with output.open_atomic("a/x[1].json") as handle:
+            handle.write(b"partial")
+            raise RuntimeError("block failed")
+
+    with pytest.raises(RuntimeError, match="block failed"):
+        write_then_fail()
+    fs = fsspec.filesystem("memory")
+    assert sorted(fs.find("/evalsink-test")) == ["/evalsink-test/run/a/other[1].json"]

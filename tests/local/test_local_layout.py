@@ -10,6 +10,7 @@ import pytest
 from local_helpers import DATE_ID, files_below, log_demo_samples, strict_json
 
 from evalsink import EvaluationTracker
+from evalsink.errors import SinkConfigError
 
 TASKS = ["mmlu:anatomy|5", "leaderboard|arc:challenge|25", "lighteval|gsm8k|0"]
 
@@ -177,3 +178,47 @@ def test_two_saves_in_one_folder_keep_both_runs(
     assert sorted(path.name for path in results.iterdir()) == sorted(
         [f"results_{first}.json", f"results_{second}.json"]
     )
+
+
+@pytest.mark.parametrize(
+    ("template", "bad"),
+    [
+        ("{output_dir}/{model_name}", "{model_name}"),
+        ("{output_dir}/{date_id}/{model}", "{date_id}"),
+        ("{output_dir}/{}", "{}"),
+        ("{output_dir}/{0}", "{0}"),
+    ],
+)
+def test_a_results_path_template_with_an_unknown_placeholder_is_refused_at_construction(
+    make_tracker: Callable[..., EvaluationTracker], template: str, bad: str
+) -> None:
+    """Filled only at save(), a bad template cost the whole evaluation's files: refused up front."""
+    with pytest.raises(SinkConfigError) as raised:
+        make_tracker(results_path_template=template)
+    message = str(raised.value)
+    assert repr(template) in message
+    assert bad in message
+    assert "{output_dir}, {org}, {model}" in message
+
+
+@pytest.mark.parametrize(
+    "template", ["{output_dir}/{model:d}", "{output_dir}/{model", "{output_dir}/{model.x}"]
+)
+def test_a_template_that_cannot_be_filled_is_refused_at_construction(
+    make_tracker: Callable[..., EvaluationTracker], template: str
+) -> None:
+    with pytest.raises(SinkConfigError, match="cannot be filled"):
+        make_tracker(sink_config={"local": {"details_path_template": template}})
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{output_dir}/res/{org}_{model}", "{output_dir}/{{literal}}/{model!r}", "{output_dir}/{model:>5}"],
+)
+def test_templates_lighteval_fills_are_accepted(
+    make_tracker: Callable[..., EvaluationTracker], template: str
+) -> None:
+    tracker = make_tracker(results_path_template=template)
+    tracker.general_config_logger.log_model_info(model_name="org/model")
+    log_demo_samples(tracker, "t|0", 2)
+    assert tracker.save()["local"].ok

@@ -177,3 +177,20 @@ def test_files_without_json_text_load_untransformed(make_tracker: Callable[..., 
     [dataset] = tracker.load_details_datasets("last", [ANATOMY]).values()
     assert dataset.format["type"] is None  # a plain datasets.Dataset, as lighteval returns
     assert dataset.to_list() == expected[ANATOMY]
+
+
+def test_task_names_with_glob_characters_load_their_own_file(
+    make_tracker: Callable[..., EvaluationTracker],
+) -> None:
+    """``datasets`` takes data_files as glob patterns: ``br[a]`` matched no file (``[a]`` is a
+    character class) and ``q?x`` could match another task's file."""
+    tasks = ["q?x|0", "qyx|0", "br[a]|0", "st*r|0"]
+    tracker = make_tracker()
+    tracker.general_config_logger.log_model_info(model_name="org/model")
+    counts = {task: count for count, task in enumerate(tasks, start=1)}
+    for task, count in counts.items():
+        log_demo_samples(tracker, task, count)
+    report = tracker.save()
+    assert report["local"].ok, report
+    loaded = tracker.load_details_datasets(str(report.date_id), tasks)
+    assert {task: len(dataset) for task, dataset in loaded.items()} == counts

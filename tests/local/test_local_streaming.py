@@ -355,3 +355,41 @@ def test_streaming_that_breaks_down_leaves_every_task_to_save(
     assert converted_at_save == ["broken|0|0", "broken|1|0"]
     assert f"streaming {where} broke (injected)" in caplog.text
     assert "every task will be converted at save() instead" in caplog.text
+
+
+def test_a_list_of_nulls_streams_without_errors(
+    tmp_path: Path, converted_at_save: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Arrow's JSON reader builds an invalid array for ``list<null>`` (``combine_chunks`` raised
+    ArrowIndexError, which stopped streaming for every task): such a file is converted in Python."""
+    samples = []
+    for i in range(40):
+        samples.append(_sample("other|0", i))
+        task, doc, response, metrics = _sample("nulls|0", i)
+        samples.append((task, doc, {**response, "logprobs": [None, None]}, metrics))
+    with caplog.at_level(logging.WARNING, logger="evalsink"):
+        _both(tmp_path, samples, converted_at_save)
+    assert converted_at_save == []
+    assert caplog.records == []
+
+
+def test_an_unexpected_conversion_error_leaves_only_that_task_to_save(
+    tmp_path: Path,
+    converted_at_save: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    real = evalsink_local.parquet.JsonLinesConverter.convert
+
+    def failing(self: Any, lines: list[bytes]) -> Any:
+        if any(b"bad|0" in line for line in lines):
+            raise pa.ArrowIndexError("conversion broke (injected)")
+        return real(self, lines)
+
+    monkeypatch.setattr(evalsink_local.parquet.JsonLinesConverter, "convert", failing)
+    samples = [_sample(task, i) for i in range(30) for task in ("good|0", "bad|0")]
+    with caplog.at_level(logging.WARNING, logger="evalsink"):
+        _both(tmp_path, samples, converted_at_save)
+    assert converted_at_save == ["bad|0"]  # good|0 kept streaming
+    assert "conversion broke (injected)" in caplog.text
+    assert "every task will be converted" not in caplog.text

@@ -329,7 +329,12 @@ def _abandon(handle: Any, url: str) -> None:
 
 @contextlib.contextmanager
 def _write_then_move(fs: Any, temporary: str, target: str, url: str) -> Iterator[BinaryIO]:
-    """Write ``temporary`` then move it to ``target``: for file systems that show a file being written."""
+    """Write ``temporary`` then move it to ``target``: for file systems that show a file being written.
+
+    The move names exactly these two files (:func:`_move_file`): fsspec's ``mv``/``rm`` take
+    their paths as glob patterns, so a task named ``q?x`` or ``br[a]`` was published as a folder
+    holding the temporary file, or not at all.
+    """
     handle = _store_call(url, fs.open, temporary, "wb")
     try:
         try:
@@ -343,15 +348,37 @@ def _write_then_move(fs: Any, temporary: str, target: str, url: str) -> Iterator
                 )
             raise
         _store_call(url, handle.close)
-        _store_call(url, fs.mv, temporary, target)
+        moved = _store_call(url, _move_file, fs, temporary, target)
     except BaseException:
         _remove_temporary(fs, temporary)
         raise
+    if not moved:  # copied: the target is complete, the temporary only clutter
+        _remove_temporary(fs, temporary)
+
+
+def _move_file(fs: Any, source: str, target: str) -> bool:
+    """Move one file without glob expansion; True if renamed, False if copied (``source`` is left).
+
+    A file system with a ``mv`` of its own (sftp's ``posix_rename``, ftp, smb, webhdfs, local)
+    renames the one path it is given, atomically where the server does. fsspec's generic ``mv``
+    (memory, and any file system without a rename) is a recursive copy then ``rm``, both of which
+    expand ``*``, ``?`` and ``[`` in the paths: its single-file steps ``cp_file`` and ``rm_file``
+    are used instead (the same copy-then-delete, so no less atomic: ``cp_file`` creates the target
+    whole). The caller deletes the source after a copy.
+    """
+    from fsspec.spec import AbstractFileSystem
+
+    if getattr(type(fs), "mv", None) is not AbstractFileSystem.mv:
+        fs.mv(source, target)
+        return True
+    fs.cp_file(source, target)
+    return False
 
 
 def _remove_temporary(fs: Any, temporary: str) -> None:
+    """Delete a temporary file by its exact name (``rm_file``: ``rm`` would take it as a glob)."""
     try:
-        fs.rm(temporary)
+        fs.rm_file(temporary)
     except FileNotFoundError:
         pass
     except Exception as exc:  # the write's own error is the one to report

@@ -28,7 +28,7 @@ from pydantic import Field
 
 from evalsink import Sink, SinkConfig, hookimpl
 from evalsink.models import EvaluationResults
-from evalsink.run import Run
+from evalsink.run import Run, TrackerSettings
 
 if TYPE_CHECKING:
     from evalsink import DetailsBatch
@@ -75,6 +75,16 @@ class LocalSink(Sink):
     config: LocalSinkConfig
     _streaming: StreamingDetails | None = None
     _streaming_off = False
+
+    def __init__(self, config: LocalSinkConfig, settings: TrackerSettings) -> None:
+        """Check the path templates now: they are used only at save(), after the evaluation."""
+        super().__init__(config, settings)
+        from evalsink_local.layout import check_template
+
+        if settings.results_path_template:
+            check_template(settings.results_path_template, "results_path_template")
+        if config.details_path_template:
+            check_template(config.details_path_template, "local sink's details_path_template")
 
     @hookimpl
     def evalsink_details_batch(self, run: Run, batch: DetailsBatch) -> None:

@@ -13,8 +13,11 @@ Model and task names pass through :mod:`evalsink.paths`, so they can never leave
 
 from __future__ import annotations
 
+import re
+import string
 from dataclasses import dataclass
 
+from evalsink.errors import SinkConfigError
 from evalsink.paths import model_path, safe_component, split_model_name, task_file_part
 from evalsink.storage import OutputDir
 
@@ -41,6 +44,33 @@ def _fill(template: str, output: OutputDir, model_name: str | None) -> str:
     return template.format(
         output_dir=output.url.rstrip("/"), org=safe_component(org) if org else "", model=safe_component(model)
     )
+
+
+PLACEHOLDERS = ("output_dir", "org", "model")
+"""What a results or details path template may name (lighteval's ``results_path_template``'s)."""
+
+
+def check_template(template: str, option: str) -> None:
+    """Refuse a template that :func:`_fill` would fail on, naming the placeholder at fault.
+
+    The template is filled only at ``save()``, after the whole evaluation: a typo there
+    (``{model_name}``, ``{date_id}``, ``{}``) would cost the run's files. The sink checks it when
+    it is built instead, by parsing it and filling it once with stand-in values (which also finds
+    a bad format spec such as ``{model:d}``).
+    """
+    valid = ", ".join(f"{{{name}}}" for name in PLACEHOLDERS)
+    try:
+        for _, field, _, _ in string.Formatter().parse(template):
+            if field is not None and re.split(r"[.\[]", field, maxsplit=1)[0] not in PLACEHOLDERS:
+                raise SinkConfigError(
+                    f"{option} {template!r}: unknown placeholder {{{field}}}; valid placeholders: {valid}"
+                )
+        _fill(template, OutputDir("/output_dir"), "org/model")
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+        why = f"{type(exc).__name__}: {exc}"
+        raise SinkConfigError(
+            f"{option} {template!r} cannot be filled: {why}; valid placeholders: {valid}"
+        ) from exc
 
 
 def layout_for(

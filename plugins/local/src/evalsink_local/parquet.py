@@ -33,7 +33,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from itertools import islice
+from itertools import chain, islice
 from typing import IO, Any
 
 import orjson
@@ -118,31 +118,54 @@ def python_type(value: Any, *, widen_ints: bool = True) -> pa.DataType:
     return _JSON
 
 
-def _mixes_bools_and_numbers(values: list[Any]) -> bool:
-    """Whether a field directly inside these objects holds bools in some rows and numbers in
-    others (a metric that is ``True`` here and ``0.5`` there). Arrow's inference would store the
-    bools as 1.0/0.0; the Python inference keeps them apart. Only the first level is checked:
-    that is where metrics live, and deeper checks would cost every row."""
-    seen: dict[str, int] = {}
-    for value in values:
-        if type(value) is not dict:
-            continue
-        for key, item in value.items():
-            kind = type(item)
-            flag = 1 if kind is bool else 2 if kind is int or kind is float else 0
-            if flag:
-                both = seen.get(key, 0) | flag
-                if both == 3:
-                    return True
-                seen[key] = both
-    return False
+@functools.lru_cache(maxsize=1024)
+def _double_paths(kind: pa.DataType) -> Any:
+    """Where a type holds ``double`` leaves, as a tree walked by :func:`_holds_bools`: ``()`` for
+    a double, ``("list", items)``, ``("struct", ((name, child), ...))``; None when it holds none."""
+    if pa.types.is_floating(kind):
+        return ()
+    if pa.types.is_list(kind):
+        items = _double_paths(kind.value_type)
+        return None if items is None else ("list", items)
+    if pa.types.is_struct(kind):
+        children = tuple(
+            (kind.field(i).name, child)
+            for i in range(kind.num_fields)
+            if (child := _double_paths(kind.field(i).type)) is not None
+        )
+        return ("struct", children) if children else None
+    return None
+
+
+def _holds_bools(values: Iterable[Any], kind: pa.DataType) -> bool:
+    """Whether a bool sits where ``kind`` (the type Arrow gave ``values``) has a ``double``.
+
+    Arrow's inference takes a bool mixed with floats for a number, at any depth (``[[True],
+    [0.5]]`` is ``list<double>`` ``[[1.0], [0.5]]``), and converting to a ``double`` type does the
+    same, silently; with ints it refuses. So only the values under double leaves are looked at,
+    one level at a time with C-level iteration (``bool in map(type, ...)``): a long list of
+    log-probabilities costs a pass in C, not a Python loop, and most columns hold no double.
+    """
+    paths = _double_paths(kind)
+    return paths is not None and _bool_under(values, paths)
+
+
+def _bool_under(values: Iterable[Any], paths: Any) -> bool:
+    if paths == ():
+        return bool in map(type, values)
+    if paths[0] == "list":
+        return _bool_under(chain.from_iterable(v for v in values if type(v) is list), paths[1])
+    objects = [value for value in values if type(value) is dict]
+    return any(_bool_under([obj.get(name) for obj in objects], child) for name, child in paths[1])
 
 
 def infer_type(values: list[Any], *, widen_ints: bool = True) -> pa.DataType:
     try:
-        if not widen_ints or _mixes_bools_and_numbers(values):
+        if not widen_ints:
             raise OverflowError  # Arrow's inference would merge what must stay apart: infer in Python
         inferred = pa.array(values).type
+        if _holds_bools(values, inferred):
+            raise OverflowError  # Arrow took bools for numbers: infer in Python (JSON text there)
         if _holds_bytes_key(inferred):
             # Arrow merges bytes objects with other objects ({} included) into one struct: infer
             # in Python, which keeps bytes apart (a binary column, or JSON text where they mix)
@@ -433,8 +456,6 @@ class FastConverter:
         schema = self.schema
         for index, column in enumerate(COLUMNS):
             values = [record.get(column) for record in batch]
-            if _mixes_bools_and_numbers(values):
-                raise SchemaChangedError
             try:
                 array = pa.array(values, memory_pool=_POOL)
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
@@ -449,6 +470,8 @@ class FastConverter:
                     array = pa.array(values, type=expected, memory_pool=_POOL)
                 except (pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. an int beyond 2**53 into double
                     raise SchemaChangedError from None
+            if _holds_bools(values, array.type):  # stored as 1.0/0.0: the full path makes it JSON text
+                raise SchemaChangedError
             arrays.append(array)
         if schema is None:
             schema = _fast_schema(tuple(array.type for array in arrays))
@@ -476,6 +499,10 @@ class JsonLinesConverter:
     whether the file must take the full path. The one thing the reader accepts silently is an
     integer beyond 2**53 in a ``double`` column (it rounds it, where the Python conversion
     refuses), so a batch with any ``double`` at or beyond 2**53 in magnitude is refused too.
+
+    A schema with a list of nulls (``logprobs: [None, None]``) is never read here: for it the
+    reader builds an invalid array (pyarrow 26: the list's offsets run past its null items, and
+    ``combine_chunks`` raises ``ArrowIndexError``), so every batch is converted in Python.
     """
 
     def __init__(self, schema: pa.Schema) -> None:
@@ -489,8 +516,11 @@ class JsonLinesConverter:
         )
         self._read = pa_json.ReadOptions(use_threads=False, block_size=1 << 20)
         self._doubles = [path for field in schema for path in _double_leaves(field.type, (field.name,))]
+        self._null_items = any(_has_null_items(field.type) for field in schema)
 
     def convert(self, lines: list[bytes]) -> pa.RecordBatch | None:
+        if self._null_items:
+            return None
         data = b"\n".join(lines)
         read = self._read
         longest = max(map(len, lines), default=0)
@@ -512,6 +542,15 @@ class JsonLinesConverter:
 
 
 _EXACT_DOUBLE = float(2**53)
+
+
+def _has_null_items(kind: pa.DataType) -> bool:
+    """Whether a type holds a list whose items are typed null (see :class:`JsonLinesConverter`)."""
+    if pa.types.is_list(kind):
+        return pa.types.is_null(kind.value_type) or _has_null_items(kind.value_type)
+    if pa.types.is_struct(kind):
+        return any(_has_null_items(kind.field(i).type) for i in range(kind.num_fields))
+    return False
 
 
 def _double_leaves(kind: pa.DataType, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -104,8 +105,9 @@ def load_details_datasets(
         raise ValueError(
             f"task(s) {', '.join(missing)} not found in the details of run {date_id} (saved: {saved})"
         )
+    # data_files are glob patterns: a task named "br[a]" or "q?x" must match its own file only
     return {
-        task: _decoding(output, load_dataset("parquet", data_files=path, split="train"), path)
+        task: _decoding(output, load_dataset("parquet", data_files=glob.escape(path), split="train"), path)
         for task, path in chosen.items()
     }
 

@@ -296,19 +296,39 @@ class StreamingDetails:
         task.pending_bytes -= size
         self._pending_rows -= len(lines)
         self._pending_bytes -= size
-        batch = None
-        if task.converter.schema is not None:  # the file's schema is fixed: try Arrow's JSON reader
+        try:
+            batch = self._converted(task, lines)
+        except SchemaChangedError:
+            self._drop(task_name, task, "its rows do not keep one schema")
+            return
+        except Exception as exc:
+            # Unexpected (an Arrow or evalsink bug, these rows only): this task alone is left to
+            # save(), which converts it from the spool by its own path (or raises there, for the
+            # task only); the other tasks keep streaming.
+            logger.warning(
+                "details of %r will be converted at save(): converting them while the run goes on "
+                "failed: %s: %s",
+                task_name,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+            self._drop(task_name, task, f"converting its rows failed: {type(exc).__name__}: {exc}")
+            return
+        task.rows += len(lines)
+        self._run(task, lambda: self._write(task, batch), rows=len(lines), size=size)
+
+    @staticmethod
+    def _converted(task: _TaskFile, lines: list[bytes]) -> pa.RecordBatch:
+        """One row group of ``task``: by Arrow's JSON reader once the file's schema is fixed, else
+        (the first row group, or lines the reader refused) decoded and converted in Python."""
+        if task.converter.schema is not None:
             if task.json_converter is None:
                 task.json_converter = JsonLinesConverter(task.converter.schema)
             batch = task.json_converter.convert(lines)
-        if batch is None:  # the first row group, or lines the JSON reader refused: decode them
-            try:
-                batch = task.converter.convert([orjson.loads(line) for line in lines])
-            except SchemaChangedError:
-                self._drop(task_name, task, "its rows do not keep one schema")
-                return
-        task.rows += len(lines)
-        self._run(task, lambda: self._write(task, batch), rows=len(lines), size=size)
+            if batch is not None:
+                return batch
+        return task.converter.convert([orjson.loads(line) for line in lines])
 
     def _close(self, task_name: str) -> None:
         task = self._open.pop(task_name)
