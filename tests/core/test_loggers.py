@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import statistics
@@ -916,3 +917,64 @@ def test_tokens_too_large_for_json_are_refused_naming_the_field() -> None:
     logger = DetailsLogger()
     with pytest.raises(EncodeError, match=r"model_response\.input_tokens\[1\]"):
         logger.log("t|x|0", {"query": "q"}, {"input_tokens": [1, 2**70]}, {})
+
+
+def test_numbers_without_a_float_are_skipped_not_raised() -> None:
+    """An int beyond 1e308 and a signalling Decimal NaN made aggregate() raise, which lost the
+    run at save(); they are left out of the mean and counted, like other non-numbers."""
+    from decimal import Decimal
+
+    logger = MetricsLogger()
+    for value in (1, 10**400, Decimal("sNaN"), 0):
+        logger.log("t|0", {"count": value})
+    logger.aggregate()
+    assert logger.metric_aggregated["t|0"]["count"] == 0.5
+    assert logger.skipped == {"t|0": {"count": 2}}
+
+
+def test_token_arrays_hash_as_the_same_tokens_in_a_list() -> None:
+    """A numpy array (or torch tensor: lighteval's transformers backend) of tokens hashed
+    differently from the same tokens in a list; neither matched lighteval's str(tensor)."""
+    tokens = [[5, 6, 7], [8]]
+
+    def compiled(input_tokens: Any, output_tokens: Any) -> dict[str, str]:
+        details = DetailsLogger()
+        details.log(
+            "t|0", Doc(query="q"), ModelResponse(input_tokens=input_tokens, output_tokens=output_tokens), {}
+        )
+        details.aggregate()
+        return dataclasses.asdict(details.compiled_hashes["t|0"])
+
+    as_lists = compiled([1, 2, 3], tokens)
+    assert compiled(np.array([1, 2, 4]), tokens) != as_lists  # different tokens, a different hash
+    assert compiled(np.array([1, 2, 3]), [np.array(t) for t in tokens]) == as_lists
+    assert compiled(np.array([1, 2, 3], dtype=np.int32), tokens) == as_lists
+
+
+def test_numpy_token_counts_count_as_truncated_and_padded() -> None:
+    details = DetailsLogger()
+    for count in (np.int64(3), np.array(2), 1, 0, np.int64(0)):
+        response = ModelResponse(truncated_tokens_count=count, padded_tokens_count=count)
+        details.log("t|0", Doc(query="q"), response, {})
+    details.aggregate()
+    compiled = details.compiled_details["t|0"]
+    assert (compiled.truncated, compiled.non_truncated, compiled.padded, compiled.non_padded) == (3, 2, 3, 2)
+
+
+@pytest.mark.parametrize(
+    ("doc", "response", "named"),
+    [
+        ("a query", {}, "doc"),
+        ({"query": "q"}, ["answer"], "model_response"),
+        ({}, "answer", "model_response"),
+    ],
+)
+def test_doc_and_model_response_must_be_objects(doc: Any, response: Any, named: str) -> None:
+    """The columns are structs: a string or a list was accepted, then preview_outputs() failed."""
+    details = DetailsLogger()
+    with pytest.raises(
+        EncodeError,
+        match=rf"^{named} must be an object .*, not {type(doc if named == 'doc' else response).__name__}$",
+    ):
+        details.log("t|0", doc, response, {})
+    assert not len(details.spool)

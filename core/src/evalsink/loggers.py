@@ -249,6 +249,11 @@ def _int_list_json(value: list[Any]) -> bytes | None:
     return encoded
 
 
+def _is_array(value: Any) -> bool:
+    """A numpy array or torch tensor with at least one dimension (duck-typed: neither is imported)."""
+    return bool(getattr(value, "ndim", 0)) and callable(getattr(value, "tolist", None))
+
+
 def _text(value: Any) -> bytes:
     """What lighteval hashes, as UTF-8: the string itself, or ``str()`` of a list of tokens.
 
@@ -260,6 +265,13 @@ def _text(value: Any) -> bytes:
         return b""
     if isinstance(value, str):
         return value.encode("utf-8", "surrogatepass")
+    if _is_array(value):
+        # a numpy array or torch tensor of tokens: hashed as the same tokens in a list are, so a
+        # hash says "same tokens" whatever the container (lighteval hashes str(tensor), which
+        # differs from str(list) and abbreviates tensors over 1,000 items with "...")
+        value = value.tolist()
+    if isinstance(value, list) and value and _is_array(value[0]):  # a list of token arrays
+        value = [item.tolist() if _is_array(item) else item for item in value]
     if isinstance(value, list):
         encoded = _int_list_json(value)
         if encoded is not None:
@@ -300,6 +312,19 @@ class _LazyDetails(Mapping[str, list[dict[str, Any]]]):
         return len(self._logger.spool.tasks())
 
 
+_NOT_OBJECTS = frozenset({str, bytes, list, tuple, int, float, bool})
+
+
+def _refuse_non_object(doc: Any, model_response: Any) -> None:
+    """The details columns ``doc`` and ``model_response`` are objects (structs): a string or a
+    list there was accepted, then ``preview_outputs()`` and readers expecting fields failed."""
+    name, value = ("doc", doc) if type(doc) in _NOT_OBJECTS else ("model_response", model_response)
+    raise EncodeError(
+        f"{name} must be an object (a dataclass such as lighteval's, a pydantic model or a mapping), "
+        f"not {type(value).__name__}"
+    )
+
+
 class DetailsLogger:
     """Per-sample details: encoded on ``log()``, streamed to the spool, hashed for the summary."""
 
@@ -328,6 +353,8 @@ class DetailsLogger:
         """Record one sample; encoding problems raise here, naming the field, before anything is kept."""
         if self.closed is not None:
             raise EvalsinkError(self.closed)
+        if type(doc) in _NOT_OBJECTS or type(model_response) in _NOT_OBJECTS:
+            _refuse_non_object(doc, model_response)
         if task_name not in self._hashes:
             from evalsink.paths import task_file_part
 
@@ -368,11 +395,11 @@ class DetailsLogger:
         hashes.cont_tokens.append(xxhash.xxh64_intdigest(_text(_get(model_response, "output_tokens"))))
         truncated = _get(model_response, "truncated_tokens_count")
         padded = _get(model_response, "padded_tokens_count")
-        if isinstance(truncated, (int, float)) and truncated > 0:
+        if _is_number(truncated) and truncated > 0:  # numpy and torch counts too
             hashes.truncated += 1
         else:
             hashes.non_truncated += 1
-        if isinstance(padded, (int, float)) and padded > 0:
+        if _is_number(padded) and padded > 0:
             hashes.padded += 1
         else:
             hashes.non_padded += 1
@@ -430,6 +457,18 @@ def _is_number(value: Any) -> bool:
         return callable(item) and isinstance(item(), (int, float))
     except (TypeError, ValueError, RuntimeError):
         return False
+
+
+def _as_float(value: Any) -> float | None:
+    """A metric value as a float for the mean; None (skipped and counted) for what is not a number,
+    and for numbers that have no float: an int beyond 1e308, a signalling ``Decimal`` NaN. Those
+    raised from ``aggregate()``, which lost the run at ``save()``."""
+    if not _is_number(value):
+        return None
+    try:
+        return float(value)
+    except (OverflowError, ValueError, TypeError):
+        return None
 
 
 def _is_mean(aggregation: Callable[..., Any]) -> bool:
@@ -529,7 +568,7 @@ class MetricsLogger:
                     continue  # already produced by a corpus aggregation returning several keys
                 aggregation = own.get(metric_name)
                 if aggregation is None or _is_mean(aggregation):
-                    numbers = [float(v) for v in values if _is_number(v)]
+                    numbers = [f for f in map(_as_float, values) if f is not None]
                     if len(numbers) < len(values):
                         self.skipped.setdefault(task_name, {})[metric_name] = len(values) - len(numbers)
                     if not numbers:
