@@ -138,3 +138,29 @@ def test_a_bad_secret_is_not_echoed_in_the_error() -> None:
     assert "hf_leaked_value" not in message
     assert "token: Input should be a valid string" in message
     assert "endpoint='c': " in message  # other options still show what was given
+
+
+class _Containers(SinkConfig):
+    tags: list[str] | None = None
+    limits: dict[str, int] = Field(default_factory=dict)
+    title: str = ""
+
+
+def test_list_and_dict_fields_take_json_from_the_environment() -> None:
+    """They could not be set from the environment at all: pydantic refuses a string there."""
+    config = build_config(
+        "box",
+        _Containers,
+        None,
+        {
+            "EVALSINK_BOX__TAGS": '["a", "b"]',
+            "EVALSINK_BOX__LIMITS": '{"k": 1}',
+            "EVALSINK_BOX__TITLE": "[draft",
+        },
+    )
+    assert isinstance(config, _Containers)
+    assert (config.tags, config.limits, config.title) == (["a", "b"], {"k": 1}, "[draft")  # text stays text
+    with pytest.raises(
+        SinkConfigError, match=r"EVALSINK_BOX__LIMITS='\{k: 1': Input should be a valid dictionary"
+    ):
+        build_config("box", _Containers, None, {"EVALSINK_BOX__LIMITS": "{k: 1"})

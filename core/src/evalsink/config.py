@@ -43,7 +43,10 @@ def build_config(
             f"sink_config[{sink_name!r}] must be a mapping or a {model.__name__}, "
             f"not {type(explicit).__name__}"
         )
-    from_env = env_values(sink_name, environ)
+    from_env: dict[str, Any] = {
+        key: _json_container(text, model.model_fields[key].annotation) if key in model.model_fields else text
+        for key, text in env_values(sink_name, environ).items()
+    }
     given: dict[str, Any] = dict(explicit) if isinstance(explicit, Mapping) else {}
     values: dict[str, Any] = {**from_env, **given}
     valid = sorted(model.model_fields)
@@ -58,6 +61,34 @@ def build_config(
     except ValidationError as exc:
         problems = "; ".join(_describe(error, sink_name, model, from_env, given) for error in exc.errors())
         raise SinkConfigError(f"sink {sink_name!r}: invalid config: {problems}") from None
+
+
+def _json_container(text: str, annotation: Any) -> Any:
+    """An environment value for a list or dict field, written as JSON (``'["a", "b"]'``), decoded.
+
+    Environment values are strings, which pydantic cannot turn into a list or a dict: such fields
+    could not be set from the environment at all (or, with a comma-splitting validator, a JSON
+    list became the tags ``['["a"', '"b"]']``). Anything that is not JSON of that shape stays text.
+    """
+    if not text.lstrip().startswith(("[", "{")) or not _takes_container(annotation):
+        return text
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # validation says what is wrong with it, naming the variable
+
+
+def _takes_container(annotation: Any) -> bool:
+    import typing
+    from collections.abc import Mapping as AbcMapping
+    from collections.abc import Sequence as AbcSequence
+
+    origin = typing.get_origin(annotation)
+    if annotation in (list, dict, set, tuple) or origin in (list, dict, set, tuple, AbcMapping, AbcSequence):
+        return True
+    return any(_takes_container(arg) for arg in typing.get_args(annotation))
 
 
 def _source(sink_name: str, key: str, from_env: Mapping[str, str], given: Mapping[str, Any]) -> str:
