@@ -959,22 +959,3 @@ def test_numpy_token_counts_count_as_truncated_and_padded() -> None:
     details.aggregate()
     compiled = details.compiled_details["t|0"]
     assert (compiled.truncated, compiled.non_truncated, compiled.padded, compiled.non_padded) == (3, 2, 3, 2)
-
-
-@pytest.mark.parametrize(
-    ("doc", "response", "named"),
-    [
-        ("a query", {}, "doc"),
-        ({"query": "q"}, ["answer"], "model_response"),
-        ({}, "answer", "model_response"),
-    ],
-)
-def test_doc_and_model_response_must_be_objects(doc: Any, response: Any, named: str) -> None:
-    """The columns are structs: a string or a list was accepted, then preview_outputs() failed."""
-    details = DetailsLogger()
-    with pytest.raises(
-        EncodeError,
-        match=rf"^{named} must be an object .*, not {type(doc if named == 'doc' else response).__name__}$",
-    ):
-        details.log("t|0", doc, response, {})
-    assert not len(details.spool)

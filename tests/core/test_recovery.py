@@ -301,3 +301,102 @@ def test_a_run_whose_local_files_failed_is_recovered_whole(tmp_path: Path) -> No
     assert recover_all(tmp_path)["nolocal"].ok
     recovered = results_json(tmp_path)["evalsink_recovery"]
     assert (recovered["partial"], recovered["samples_recovered"]) == (False, 3)
+
+
+def results_files(output: Path) -> list[Path]:
+    return sorted(output.glob("results/**/results_*.json"))
+
+
+def test_a_run_whose_details_failed_after_its_results_is_recovered_under_the_same_date(
+    tmp_path: Path,
+) -> None:
+    """On local disk the results file is written before the details: recovering must not add a
+    second results file for the run, nor replace the evaluation's aggregated results with means."""
+    (tmp_path / "details").write_text("a file where the details folder should be", encoding="utf-8")
+    tracker = EvaluationTracker(tmp_path, sinks=["local"], run_id="nodetails")
+    tracker.general_config_logger.log_model_info(model_name="org/m")
+    for i in range(3):
+        tracker.details_logger.log(TASK, {"query": f"q{i}"}, {"input": "p"}, {"acc": 1.0})
+        # stands for a task's own aggregation, which recovery cannot recompute from the samples
+        tracker.metrics_logger.log(TASK, {"acc": 0.25})
+    with pytest.raises(EvalsinkError):
+        tracker.save()
+    [published] = results_files(tmp_path)
+    first_date = tracker.run.date_id
+    assert published.name == f"results_{first_date}.json"
+    (tmp_path / "details").unlink()
+
+    report = recover_run(tmp_path, "nodetails")
+
+    assert report.ok, str(report)
+    assert report.date_id == first_date
+    assert results_files(tmp_path) == [published]
+    assert [row["doc"]["query"] for row in details_rows(tmp_path)] == ["q0", "q1", "q2"]
+    results = results_json(tmp_path)
+    assert results["results"][TASK]["acc"] == 0.25
+    recovered = results["evalsink_recovery"]
+    assert (recovered["partial"], recovered["samples_recovered"]) == (False, 3)
+    assert find_runs(tmp_path) == []
+
+
+KILLED_IN_SAVE = textwrap.dedent(
+    """
+    import os, signal, sys
+    import evalsink_local
+    from evalsink import EvaluationTracker
+
+    tracker = EvaluationTracker(sys.argv[1], sinks=["local"], run_id="killed-in-save", flush_every=7)
+    tracker.general_config_logger.log_model_info(model_name="org/m")
+    for i in range(20):
+        tracker.details_logger.log("TASK", {"query": f"q{i}"}, {"input": "p"}, {"acc": float(i % 2)})
+        tracker.metrics_logger.log("TASK", {"acc": float(i % 2)})
+    if sys.argv[2] == "date-id-first":  # the order recovery needs: the date id on disk before any file
+        results_saved = tracker._manager.results_saved
+
+        def record_the_date_id_first(run, results):
+            tracker._write_manifest()
+            results_saved(run, results)
+
+        tracker._manager.results_saved = record_the_date_id_first
+    # killed once the results file is published, before any details file is
+    evalsink_local.LocalSink._write_details = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+    tracker.save()
+    """
+).replace("TASK", TASK)
+
+
+def kill_in_save(tmp_path: Path, order: str) -> Path:
+    script = tmp_path / "killed_in_save.py"
+    script.write_text(KILLED_IN_SAVE, encoding="utf-8")
+    output = tmp_path / "out"
+    child = subprocess.run([sys.executable, str(script), str(output), order], check=False, timeout=120)
+    assert child.returncode == -signal.SIGKILL
+    return output
+
+
+def test_a_run_killed_between_its_results_and_details_is_recovered_under_the_same_date(
+    tmp_path: Path,
+) -> None:
+    output = kill_in_save(tmp_path, "date-id-first")
+    [published] = results_files(output)
+    assert list(output.glob("details/**/*.parquet")) == []
+    [manifest] = find_runs(output)[0].manifests
+    assert manifest is not None
+    assert published.name == f"results_{manifest.date_id}.json"
+
+    report = recover_run(output, "killed-in-save")
+
+    assert report.ok, str(report)
+    assert report.date_id == manifest.date_id
+    assert results_files(output) == [published]
+    assert [row["doc"]["query"] for row in details_rows(output)] == [f"q{i}" for i in range(20)]
+    recovered = results_json(output)["evalsink_recovery"]
+    assert (recovered["partial"], recovered["samples_recovered"]) == (False, 20)
+
+
+def test_the_manifest_records_the_date_id_before_the_results_file_is_published(tmp_path: Path) -> None:
+    output = kill_in_save(tmp_path, "as-is")
+    [published] = results_files(output)
+    [manifest] = find_runs(output)[0].manifests
+    assert manifest is not None
+    assert published.name == f"results_{manifest.date_id}.json"

@@ -792,3 +792,26 @@ def test_details_stay_readable_after_save_when_no_details_file_was_written(tmp_p
     del tracker, taken_before
     gc.collect()
     assert not (tmp_path / ".evalsink").exists()
+
+
+def test_preview_outputs_shows_samples_whose_doc_or_response_is_not_an_object(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Any JSON value is kept as a doc or a response (and round-trips through the files), but
+    preview_outputs() read fields of them and raised AttributeError on a string or a list."""
+    tracker = EvaluationTracker(tmp_path, run_id="odd")
+    tracker.details_logger.log("t|0", "just a query", ["an", "answer"], {"acc": 1.0})
+    tracker.details_logger.log("t|0", None, None, {"acc": 0.0})
+    tracker.preview_outputs(samples=2)
+    shown = capsys.readouterr().out
+    assert "query: just a query\nprediction: ['an', 'answer']\nmetrics: {'acc': 1.0}" in shown
+    assert "query: \nprediction: \nmetrics: {'acc': 0.0}" in shown
+    tracker.close()
+
+
+def test_a_sink_whose_own_url_is_unusable_fails_naming_the_sink(tmp_path: Path) -> None:
+    """Not as an error about output_dir: the URL is the sink's (the example jsonl sink's test)."""
+    from evalsink.storage import OutputDir, OutputDirError
+
+    with pytest.raises(OutputDirError, match=r"^'nosuchprotocol://x' cannot be used: Protocol not known"):
+        OutputDir("nosuchprotocol://x")

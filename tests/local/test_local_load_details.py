@@ -194,3 +194,84 @@ def test_task_names_with_glob_characters_load_their_own_file(
     assert report["local"].ok, report
     loaded = tracker.load_details_datasets(str(report.date_id), tasks)
     assert {task: len(dataset) for task, dataset in loaded.items()} == counts
+
+
+def test_only_a_fewshot_count_may_be_left_out(make_tracker: Callable[..., EvaluationTracker]) -> None:
+    """Leaving out ``|<fewshot>`` dropped any last segment, so the suite name ``lighteval`` loaded
+    the task ``lighteval|gsm8k`` (saved without a few-shot count), and ``qa`` loaded ``qa|easy``."""
+    tasks = ["lighteval|gsm8k", "qa|easy", "x/y|0"]
+    tracker, date_id, expected = _run(make_tracker, seed=8, tasks=tasks)
+    for requested in (["lighteval"], ["qa"], ["x"]):
+        with pytest.raises(ValueError, match="not found"):
+            tracker.load_details_datasets(date_id, requested)
+    loaded = tracker.load_details_datasets(date_id, ["lighteval|gsm8k", "qa|easy", "x/y"])
+    assert {task: dataset.to_list() for task, dataset in loaded.items()} == expected
+
+
+RESULTS_BY_ORG = "{output_dir}/results/{org}"  # no {model}: the models of one org share a folder
+
+
+def _two_models(
+    make_tracker: Callable[..., EvaluationTracker], **kwargs: Any
+) -> dict[str, tuple[str, dict[str, list[dict[str, Any]]]]]:
+    """Model name -> (date id, rows) of a run of each of two models saved into one folder."""
+    runs = {}
+    for seed, model_name in enumerate(("org/model-a", "org/model-b"), start=10):
+        _, date_id, expected = _run(make_tracker, seed=seed, tasks=[ANATOMY], model_name=model_name, **kwargs)
+        runs[model_name] = (date_id, expected)
+    return runs
+
+
+def _reader(
+    make_tracker: Callable[..., EvaluationTracker], model_name: str, **kwargs: Any
+) -> EvaluationTracker:
+    tracker = make_tracker(**kwargs)
+    tracker.general_config_logger.log_model_info(model_name=model_name)
+    return tracker
+
+
+def test_results_path_template_without_model_reads_this_models_runs_only(
+    make_tracker: Callable[..., EvaluationTracker],
+) -> None:
+    """Both models' details land in ``results/org/details/``: 'last' for model-a returned model-b's
+    run (saved after it), which lighteval would have re-scored as model-a's."""
+    runs = _two_models(make_tracker, results_path_template=RESULTS_BY_ORG)
+    for model_name, (date_id, expected) in runs.items():
+        tracker = _reader(make_tracker, model_name, results_path_template=RESULTS_BY_ORG)
+        for which in ("first", "last", date_id):
+            assert tracker.load_details_datasets(which, [ANATOMY])[ANATOMY].to_list() == expected[ANATOMY]
+    tracker = _reader(make_tracker, "org/model-a", results_path_template=RESULTS_BY_ORG)
+    with pytest.raises(ValueError, match=r"is model 'org/model-b'.s, not 'org/model-a'.s"):
+        tracker.load_details_datasets(runs["org/model-b"][0], [ANATOMY])
+    other = _reader(make_tracker, "org/model-c", results_path_template=RESULTS_BY_ORG)
+    with pytest.raises(FileNotFoundError, match=r"no complete run of model 'org/model-c'"):
+        other.load_details_datasets("last", [ANATOMY])
+
+
+def test_details_path_template_without_model_reads_this_models_runs_only(
+    make_tracker: Callable[..., EvaluationTracker],
+) -> None:
+    """With a shared ``details_path_template`` folder, the results folder is still the model's own:
+    another model's date id has no results file there, and read as an incomplete save it handed
+    back the other model's rows. A run of a shared folder without its results file cannot be
+    attributed, so it is refused."""
+    config = {"sink_config": {"local": {"details_path_template": "{output_dir}/det"}}}
+    runs = _two_models(make_tracker, **config)
+    tracker = _reader(make_tracker, "org/model-a", **config)
+    date_a, expected_a = runs["org/model-a"]
+    assert tracker.load_details_datasets("last", [ANATOMY])[ANATOMY].to_list() == expected_a[ANATOMY]
+    assert tracker.load_details_datasets(date_a, [ANATOMY])[ANATOMY].to_list() == expected_a[ANATOMY]
+    with pytest.raises(FileNotFoundError, match="may hold other models' runs"):
+        tracker.load_details_datasets(runs["org/model-b"][0], [ANATOMY])
+
+
+def test_a_damaged_results_file_of_a_shared_folder_is_an_error(
+    make_tracker: Callable[..., EvaluationTracker],
+) -> None:
+    """Whose run it is cannot be told without its results file's model name: said, not guessed."""
+    runs = _two_models(make_tracker, results_path_template=RESULTS_BY_ORG)
+    date_b = runs["org/model-b"][0]
+    tracker = _reader(make_tracker, "org/model-a", results_path_template=RESULTS_BY_ORG)
+    (Path(tracker.output.root) / "results" / "org" / f"results_{date_b}.json").write_text("{")
+    with pytest.raises(ValueError, match=rf"results_{date_b}\.json is not a results file"):
+        tracker.load_details_datasets("last", [ANATOMY])

@@ -312,19 +312,6 @@ class _LazyDetails(Mapping[str, list[dict[str, Any]]]):
         return len(self._logger.spool.tasks())
 
 
-_NOT_OBJECTS = frozenset({str, bytes, list, tuple, int, float, bool})
-
-
-def _refuse_non_object(doc: Any, model_response: Any) -> None:
-    """The details columns ``doc`` and ``model_response`` are objects (structs): a string or a
-    list there was accepted, then ``preview_outputs()`` and readers expecting fields failed."""
-    name, value = ("doc", doc) if type(doc) in _NOT_OBJECTS else ("model_response", model_response)
-    raise EncodeError(
-        f"{name} must be an object (a dataclass such as lighteval's, a pydantic model or a mapping), "
-        f"not {type(value).__name__}"
-    )
-
-
 class DetailsLogger:
     """Per-sample details: encoded on ``log()``, streamed to the spool, hashed for the summary."""
 
@@ -353,8 +340,6 @@ class DetailsLogger:
         """Record one sample; encoding problems raise here, naming the field, before anything is kept."""
         if self.closed is not None:
             raise EvalsinkError(self.closed)
-        if type(doc) in _NOT_OBJECTS or type(model_response) in _NOT_OBJECTS:
-            _refuse_non_object(doc, model_response)
         if task_name not in self._hashes:
             from evalsink.paths import task_file_part
 

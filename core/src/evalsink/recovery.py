@@ -15,6 +15,13 @@ and still need recovering: when the store failed during ``save()`` the local sin
 the run's results file, its commit marker (see :mod:`evalsink_local`). The manifest says
 ``saved``, but with no results file under the output the run is re-saved from its spool, which
 ``save()`` had flushed whole: ``"partial": false``.
+
+A run can also stop after publishing its results file and before its details: on local disk the
+local sink writes the results first (a details failure must not cost them), so a kill, or a
+details file that failed, leaves ``results_<date_id>.json`` without its details. Saving such a run
+under a new date id would leave two results files for one run; it is published again under the
+date id its manifest records, with the results that file holds (computed by the evaluation from
+every sample, with the tasks' own aggregations), and the details from the spool.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from evalsink.errors import EvalsinkError
 from evalsink.manifest import RunManifest, RunState, manifest_path, read_manifest
@@ -123,20 +132,24 @@ def _published(output: OutputDir, run: RunOnDisk) -> bool:
 
     A run saved without the local sink never had one there: it counts as published.
     """
-    from evalsink_local.layout import layout_for
-
     for manifest in run.manifests:
         if manifest is None or "local" not in manifest.sinks:
             continue
         if manifest.date_id is None:
             return False
-        layout = layout_for(
-            output,
-            manifest.config_general.get("model_name"),
-            manifest.settings.get("results_path_template"),
-        )
-        return layout.results.exists(layout.results_file(manifest.date_id))
+        folder, results_file = _results_file(output, manifest, manifest.date_id)
+        return folder.exists(results_file)
     return True
+
+
+def _results_file(output: OutputDir, manifest: RunManifest, date_id: str) -> tuple[OutputDir, str]:
+    """Where the local sink put the run's results file for ``date_id``: its folder, and its name there."""
+    from evalsink_local.layout import layout_for
+
+    layout = layout_for(
+        output, manifest.config_general.get("model_name"), manifest.settings.get("results_path_template")
+    )
+    return layout.results, layout.results_file(date_id)
 
 
 def recover_run(
@@ -151,8 +164,10 @@ def recover_run(
     A run whose save() began but whose local files were not all written (the local sink failed:
     manifest ``failed`` with a date id), or whose results file never reached its non-local output
     (:attr:`RunOnDisk.unpublished`), is saved again the same way, marked ``"partial": false``: its
-    spool holds every sample.
+    spool holds every sample. If its results file was published (see the module doc), the run is
+    published again under that file's date id, with that file's results.
     """
+    from evalsink.models import EvaluationResults  # pydantic: imported when a run is recovered
     from evalsink.tracker import EvaluationTracker
 
     run = next((found for found in find_runs(output_dir) if found.run_id == run_id), None)
@@ -193,7 +208,26 @@ def recover_run(
     assert tracker.recovery is not None
     # a run whose save() began (its manifest has a date id) had flushed every sample: it is whole
     tracker.recovery["partial"] = not all(m is not None and m.date_id is not None for m in run.manifests)
-    return tracker.save()
+    published = _published_results(OutputDir(output_dir), manifest)
+    if published is None:
+        return tracker.save()
+    date_id, results = published
+    results.setdefault("evalsink_recovery", tracker.recovery)  # one already there says how it was made
+    return tracker.publish(EvaluationResults.model_validate(results), date_id)
+
+
+def _published_results(output: OutputDir, manifest: RunManifest | None) -> tuple[str, dict[str, Any]] | None:
+    """The date id and contents of the results file the run's save() published, if it did.
+
+    Only the manifest's date id names it: a results file is not tied to its run otherwise.
+    """
+    if manifest is None or manifest.date_id is None:
+        return None
+    folder, results_file = _results_file(output, manifest, manifest.date_id)
+    if not folder.exists(results_file):
+        return None
+    results: dict[str, Any] = orjson.loads(folder.read_bytes(results_file))
+    return manifest.date_id, results
 
 
 def recover_all(output_dir: str | Path, **options: Any) -> dict[str, SaveReport]:

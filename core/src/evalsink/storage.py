@@ -88,7 +88,7 @@ class OutputDir:
             try:
                 self._fs, self.root = url_to_fs(text)
             except (ValueError, ImportError) as exc:  # an unknown protocol, its library not installed
-                raise OutputDirError(f"output_dir {text!r} cannot be used: {exc}") from exc
+                raise OutputDirError(f"{text!r} cannot be used: {exc}") from exc
             protocols = self._fs.protocol if isinstance(self._fs.protocol, tuple) else (self._fs.protocol,)
             self._commit_on_close = bool(set(protocols) & _COMMIT_ON_CLOSE)
 

@@ -191,7 +191,10 @@ class EvaluationTracker:
             logger.warning(
                 "no sink is enabled (sinks=[] or EVALSINK_SINKS set but empty): save() will write nothing"
             )
-        self.output = OutputDir(self.settings.output_dir)
+        try:
+            self.output = OutputDir(self.settings.output_dir)
+        except OutputDirError as exc:
+            raise OutputDirError(f"output_dir {exc}") from exc.__cause__
         try:  # the first flush creates the run's folder: say it cannot, before any evaluation
             check_can_create(self._run_folder())
         except OutputDirError as exc:
@@ -273,6 +276,8 @@ class EvaluationTracker:
             config = build_config(entry.name, model, sink_config.get(entry.name))
             try:
                 sink = sink_class(config=config, settings=self.settings)
+            except OutputDirError as exc:  # a URL of the sink's own config
+                raise SinkConfigError(f"sink {entry.name!r} could not start: {exc}") from exc
             except EvalsinkError:
                 raise
             except Exception as exc:
@@ -419,6 +424,10 @@ class EvaluationTracker:
                 if self.general_config_logger.end_time is None:
                     self.general_config_logger.log_end_time()
             self.run.date_id = date_id or new_date_id()
+            if self.details_logger.spool.path.exists():
+                # the date id on disk before any sink writes under it: a kill between the results
+                # file and the details is then recovered under that date id (evalsink.recovery)
+                self._write_manifest()
             results = self._results_model() if given is None else given
             self._manager.results_saved(self.run, results)
             self._report = self._make_report(results)
@@ -709,7 +718,10 @@ class EvaluationTracker:
             else:  # a saved run's spool is gone: its saved files
                 records = self.details[task_name][:samples]
             for record in records:
-                doc, response = record.get("doc") or {}, record.get("model_response") or {}
+                # any JSON value is kept as a doc or a response; only objects have these fields
+                doc, response = record.get("doc"), record.get("model_response")
+                doc = doc if isinstance(doc, Mapping) else {"query": doc if doc is not None else ""}
+                response = response if isinstance(response, Mapping) else {"text": response or ""}
                 print(f"query: {str(doc.get('query', ''))[:500]}")
                 if doc.get("choices") is not None:
                     print(f"gold: {doc.get('gold_index')!r} of {doc.get('choices')!r}"[:500])

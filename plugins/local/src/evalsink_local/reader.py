@@ -11,9 +11,9 @@ from urllib.parse import unquote
 import orjson
 
 from evalsink.jsonsafe import decode_bytes
-from evalsink.paths import task_file_part
+from evalsink.paths import model_path, task_file_part
 from evalsink.storage import OutputDir
-from evalsink_local.layout import layout_for
+from evalsink_local.layout import Layout, layout_for
 
 _DATE_ID = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}")
 
@@ -32,8 +32,15 @@ def saved_tasks(
     store the results file is written last, as the run's commit marker); it is read only when
     asked for by its date id. File-name parts are the task names as
     :func:`evalsink.paths.task_file_part` wrote them.
+
+    With a path template the details folder may hold the runs of several models (a template
+    without ``{model}``): a run is then read only when its results file shows it is this model's
+    (see :func:`_check_owner`), so that re-scoring never reads another model's responses.
     """
     layout = layout_for(output, model_name, results_path_template, details_path_template)
+    shared = bool(results_path_template or details_path_template)
+    # results_{date_id}.json of a results_path_template's folder may be another model's: read it
+    read_model = bool(results_path_template)
     if date_id in {"first", "last"}:
         folders = sorted(
             (
@@ -45,13 +52,20 @@ def saved_tasks(
         )
         if not folders:
             raise FileNotFoundError(f"no saved details under {layout.details.display(layout.details_prefix)}")
-        complete = next((name for name in folders if layout.results.exists(layout.results_file(name))), None)
+        complete = next(
+            (name for name in folders if _is_complete_run_of(layout, model_name, name, read_model)), None
+        )
         if complete is None:
+            where = layout.details.display(layout.details_prefix)
+            results = layout.results.display(layout.results_file("<date_id>"))
+            if shared:
+                raise FileNotFoundError(
+                    f"no complete run of model {model_name!r} under {where}: no details folder "
+                    f"({', '.join(folders)}) has a results file {results} naming that model"
+                )
             raise FileNotFoundError(
-                f"no complete run under {layout.details.display(layout.details_prefix)}: no details "
-                f"folder ({', '.join(folders)}) has its results file "
-                f"{layout.results.display(layout.results_file('<date_id>'))}; "
-                "pass a date id to read an incomplete save"
+                f"no complete run under {where}: no details folder ({', '.join(folders)}) has its "
+                f"results file {results}; pass a date id to read an incomplete save"
             )
         date_id = complete
     folder = layout.details_folder(date_id)
@@ -63,14 +77,86 @@ def saved_tasks(
     }
     if not files:
         raise FileNotFoundError(f"no details files in {layout.details.display(folder)}")
+    if shared:
+        _check_owner(layout, model_name, date_id, read_model)
     return date_id, files
 
 
+def _is_complete_run_of(layout: Layout, model_name: str | None, date_id: str, read_model: bool) -> bool:
+    """Whether run ``date_id`` has its results file, and (``read_model``) that file names this model."""
+    if not layout.results.exists(layout.results_file(date_id)):
+        return False
+    return not read_model or _same_model(_recorded_model(layout, date_id), model_name)
+
+
+def _check_owner(layout: Layout, model_name: str | None, date_id: str, read_model: bool) -> None:
+    """Refuse run ``date_id`` of a template layout unless its results file shows it is this model's.
+
+    A template may put several models' ``{date_id}/`` folders in one details folder, where nothing
+    but the results file tells whose a run is: ``results_path_template``'s folder holds every
+    model's results files (so the file's ``config_general.model_name`` decides), while with a
+    ``details_path_template`` alone the results folder is the model's own (so the file's presence
+    decides). A run without its results file (an incomplete save) cannot be attributed, so it is
+    refused too, rather than risk handing back another model's responses.
+    """
+    results = layout.results_file(date_id)
+    shown = layout.results.display(results)
+    if not layout.results.exists(results):
+        raise FileNotFoundError(
+            f"run {date_id} has no results file {shown}: its details folder "
+            f"{layout.details.display(layout.details_folder(date_id))} comes from a path template and "
+            f"may hold other models' runs, so it cannot be told to be model {model_name!r}'s "
+            "(an incomplete save is read by its date id only without path templates; read its parquet "
+            "files directly)"
+        )
+    if read_model:
+        recorded = _recorded_model(layout, date_id)
+        if not _same_model(recorded, model_name):
+            raise ValueError(
+                f"run {date_id} is model {recorded!r}'s, not {model_name!r}'s (config_general.model_name "
+                f"of {shown}): the results_path_template puts several models' runs in one folder"
+            )
+
+
+def _recorded_model(layout: Layout, date_id: str) -> str | None:
+    """``config_general.model_name`` of run ``date_id``'s results file (None when not recorded)."""
+    shown = layout.results.display(layout.results_file(date_id))
+    try:
+        recorded = orjson.loads(layout.results.read_bytes(layout.results_file(date_id)))["config_general"]
+        name = recorded.get("model_name")
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(
+            f"{shown} is not a results file ({type(exc).__name__}: {exc}), so whose run {date_id} is "
+            "cannot be told"
+        ) from exc
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"{shown}: config_general.model_name is {name!r}, not a string")
+    return name
+
+
+def _same_model(recorded: str | None, model_name: str | None) -> bool:
+    """Same model as the default layout sees it: names filed in the same ``details/{model}/`` folder
+    (``None``, ``""`` and ``unknown-model`` alike), so a template layout reads exactly the runs the
+    default layout would."""
+    return model_path(recorded) == model_path(model_name)
+
+
+_FEWSHOT = re.compile(r"(.+)\|[0-9]+")
+"""A file-name part ending with a few-shot count: lighteval names tasks ``suite|task|k``."""
+
+
 def _match(part: str, requested: str) -> bool:
-    """A saved file matches a requested task name exactly or without its ``|<fewshot>`` suffix."""
-    if part == task_file_part(requested):
+    """A saved file matches a requested task name exactly or without its ``|<fewshot>`` suffix.
+
+    Only a trailing integer may be left out (``mmlu:anatomy`` finds ``mmlu:anatomy|5``): dropping
+    any last segment let ``lighteval`` select ``lighteval|gsm8k``. Both sides are compared as
+    file-name parts, so the request goes through the same mapping the saved name went through.
+    """
+    wanted = task_file_part(requested)
+    if part == wanted:
         return True
-    return unquote(part).rsplit("|", 1)[0] == requested
+    fewshot = _FEWSHOT.fullmatch(part)
+    return fewshot is not None and fewshot.group(1) == wanted
 
 
 def load_details_datasets(
