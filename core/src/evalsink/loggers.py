@@ -249,6 +249,10 @@ def _int_list_json(value: list[Any]) -> bytes | None:
     return encoded
 
 
+_PLAIN_ITEMS = (int, list, str)
+"""Items of a token list that are not arrays, known by type: no attribute lookup per sample."""
+
+
 def _is_array(value: Any) -> bool:
     """A numpy array or torch tensor with at least one dimension (duck-typed: neither is imported)."""
     return bool(getattr(value, "ndim", 0)) and callable(getattr(value, "tolist", None))
@@ -265,13 +269,13 @@ def _text(value: Any) -> bytes:
         return b""
     if isinstance(value, str):
         return value.encode("utf-8", "surrogatepass")
-    if _is_array(value):
+    if type(value) is not list and _is_array(value):
         # a numpy array or torch tensor of tokens: hashed as the same tokens in a list are, so a
         # hash says "same tokens" whatever the container (lighteval hashes str(tensor), which
         # differs from str(list) and abbreviates tensors over 1,000 items with "...")
         value = value.tolist()
-    if isinstance(value, list) and value and _is_array(value[0]):  # a list of token arrays
-        value = [item.tolist() if _is_array(item) else item for item in value]
+    if isinstance(value, list) and value and type(value[0]) not in _PLAIN_ITEMS and _is_array(value[0]):
+        value = [item.tolist() if _is_array(item) else item for item in value]  # a list of token arrays
     if isinstance(value, list):
         encoded = _int_list_json(value)
         if encoded is not None:
