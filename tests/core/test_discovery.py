@@ -352,6 +352,14 @@ class UnmarkedHookSink(Sink):
         raise AssertionError("never registered")
 
 
+class ConnectedClientSink(Sink):
+    """A property named like a hook that raises when read (a client not connected yet)."""
+
+    @property
+    def evalsink_run_started(self) -> Any:
+        raise RuntimeError("not connected")
+
+
 class PartialUploadError(RuntimeError):
     def __init__(self, outputs: list[str]) -> None:
         super().__init__("upload stopped half way")
@@ -386,6 +394,15 @@ def test_a_hook_that_would_never_see_its_data_is_refused(
     add_entry_points(FakeEntryPoint("quiet", f"{__name__}:{sink_class}", FakeDist("quiet-sink", "1")))
     with pytest.raises(SinkLoadError, match=rf"'quiet' does not follow the hook contract: {message}"):
         EvaluationTracker(tmp_path, sinks=["quiet"])
+
+
+def test_registration_does_not_read_attributes_named_like_hooks(
+    add_entry_points: Callable[..., None], tmp_path: Path
+) -> None:
+    add_entry_points(
+        FakeEntryPoint("client", f"{__name__}:ConnectedClientSink", FakeDist("client-sink", "1"))
+    )
+    EvaluationTracker(tmp_path, sinks=["client"]).close()
 
 
 def test_a_failing_sink_still_reports_the_outputs_its_exception_carries(

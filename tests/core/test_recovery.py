@@ -400,3 +400,22 @@ def test_the_manifest_records_the_date_id_before_the_results_file_is_published(t
     [manifest] = find_runs(output)[0].manifests
     assert manifest is not None
     assert published.name == f"results_{manifest.date_id}.json"
+
+
+def test_a_published_results_file_that_is_not_json_is_named(tmp_path: Path) -> None:
+    """Recovery republishes a run under the date id of its results file, which it reads: a file
+    edited or damaged since fails with its name and what to do, not a bare decode error."""
+    (tmp_path / "details").write_text("a file where the details folder should be", encoding="utf-8")
+    tracker = EvaluationTracker(tmp_path, sinks=["local"], run_id="damaged")
+    tracker.general_config_logger.log_model_info(model_name="org/m")
+    tracker.details_logger.log(TASK, {"query": "q"}, {"input": "p"}, {"acc": 1.0})
+    tracker.metrics_logger.log(TASK, {"acc": 1.0})
+    with pytest.raises(EvalsinkError):
+        tracker.save()
+    [published] = results_files(tmp_path)
+    published.write_text('{"results": {', encoding="utf-8")
+    (tmp_path / "details").unlink()
+    with pytest.raises(
+        EvalsinkError, match=rf"published {published}, which is not valid JSON .*delete that file"
+    ):
+        recover_run(tmp_path, "damaged")

@@ -59,6 +59,12 @@ def test_flush_seconds_must_be_a_number_of_seconds(path: Path, bad: object) -> N
         DetailSpool(path, flush_seconds=bad)  # type: ignore[arg-type]
 
 
+def test_flush_every_takes_any_integer(path: Path) -> None:
+    import numpy as np
+
+    assert DetailSpool(path, flush_every=np.int64(500)).flush_every == 500
+
+
 def test_flush_by_count(path: Path) -> None:
     spool = DetailSpool(path, flush_every=3, flush_seconds=1e9, fsync=False)
     results = [spool.append("t", _line("t", i)) for i in range(7)]

@@ -786,9 +786,10 @@ def test_details_stay_readable_after_save_when_no_details_file_was_written(tmp_p
     assert [r["doc"]["query"] for r in taken_before["t|0"]] == ["t|0 q0", "t|0 q1", "t|0 q2"]
     assert len(tracker.details["t|0"]) == 3
     tracker.preview_outputs()
-    from evalsink.recovery import find_runs
-
-    assert not [run for run in find_runs(tmp_path) if run.recoverable]
+    # the run itself is done and gone from the runs folder: nothing to recover, resume or merge
+    assert not (tmp_path / ".evalsink" / "runs" / "kept").exists()
+    with pytest.raises(EvalsinkError, match="no run 'kept' to resume"):
+        EvaluationTracker(tmp_path, run_id="kept", resume=True)
     del tracker, taken_before
     gc.collect()
     assert not (tmp_path / ".evalsink").exists()
@@ -815,3 +816,29 @@ def test_a_sink_whose_own_url_is_unusable_fails_naming_the_sink(tmp_path: Path) 
 
     with pytest.raises(OutputDirError, match=r"^'nosuchprotocol://x' cannot be used: Protocol not known"):
         OutputDir("nosuchprotocol://x")
+
+
+def test_a_forked_child_leaves_the_parents_kept_details_alone(tmp_path: Path) -> None:
+    """The finalizer that deletes the kept spool is inherited by a forked child: only the parent
+    may run it (a child exiting normally used to delete what the parent still reads)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys\n"
+        "from evalsink import EvaluationTracker\n"
+        f"t = EvaluationTracker({str(tmp_path)!r}, save_details=False, flush_every=1)\n"
+        "t.details_logger.log('t|0', {'query': 'q'}, {'text': ['a']}, {'acc': 1.0})\n"
+        "t.save()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    sys.exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "print(len(t.details['t|0']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"
+    assert not (tmp_path / ".evalsink").exists()  # and the parent's own exit removed it

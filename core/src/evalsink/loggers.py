@@ -384,11 +384,11 @@ class DetailsLogger:
         hashes.cont_tokens.append(xxhash.xxh64_intdigest(_text(_get(model_response, "output_tokens"))))
         truncated = _get(model_response, "truncated_tokens_count")
         padded = _get(model_response, "padded_tokens_count")
-        if _is_number(truncated) and truncated > 0:  # numpy and torch counts too
+        if _is_positive_count(truncated):
             hashes.truncated += 1
         else:
             hashes.non_truncated += 1
-        if _is_number(padded) and padded > 0:
+        if _is_positive_count(padded):
             hashes.padded += 1
         else:
             hashes.non_padded += 1
@@ -445,6 +445,17 @@ def _is_number(value: Any) -> bool:
     try:
         return callable(item) and isinstance(item(), (int, float))
     except (TypeError, ValueError, RuntimeError):
+        return False
+
+
+def _is_positive_count(value: Any) -> bool:
+    """A token count above 0: numpy and torch counts too; a NaN (``Decimal`` NaN refuses even the
+    comparison) is no count."""
+    if not _is_number(value):
+        return False
+    try:
+        return bool(value > 0)
+    except ArithmeticError:  # decimal.InvalidOperation
         return False
 
 

@@ -20,6 +20,7 @@ when it is registered, and refusing misspelt hook names (``check_pending``).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -71,7 +72,8 @@ class SinkManager:
             unmarked = sorted(
                 spec
                 for spec in _HOOK_NAMES
-                if spec not in implemented and callable(getattr(sink, spec, None))
+                # looked up without running it: a property named like a hook may raise when read
+                if spec not in implemented and callable(inspect.getattr_static(sink, spec, None))
             )
             if unmarked:  # pluggy registers only marked methods: these would never be called
                 raise ValueError(f"{', '.join(unmarked)} lack(s) the @hookimpl marker")

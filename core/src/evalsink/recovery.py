@@ -213,7 +213,13 @@ def recover_run(
         return tracker.save()
     date_id, results = published
     results.setdefault("evalsink_recovery", tracker.recovery)  # one already there says how it was made
-    return tracker.publish(EvaluationResults.model_validate(results), date_id)
+    try:
+        validated = EvaluationResults.model_validate(results)
+    except ValueError as exc:  # pydantic's ValidationError
+        raise EvalsinkError(
+            f"run {run_id!r}: its published results file (date id {date_id}) does not validate: {exc}"
+        ) from exc
+    return tracker.publish(validated, date_id)
 
 
 def _published_results(output: OutputDir, manifest: RunManifest | None) -> tuple[str, dict[str, Any]] | None:
@@ -226,7 +232,17 @@ def _published_results(output: OutputDir, manifest: RunManifest | None) -> tuple
     folder, results_file = _results_file(output, manifest, manifest.date_id)
     if not folder.exists(results_file):
         return None
-    results: dict[str, Any] = orjson.loads(folder.read_bytes(results_file))
+    try:
+        results = orjson.loads(folder.read_bytes(results_file))
+    except orjson.JSONDecodeError as exc:
+        raise EvalsinkError(
+            f"run {manifest.run_id!r} published {folder.display(results_file)}, which is not valid JSON "
+            f"({exc}): restore or delete that file, then recover again"
+        ) from exc
+    if not isinstance(results, dict):
+        raise EvalsinkError(
+            f"{folder.display(results_file)} of run {manifest.run_id!r} is not a results file"
+        )
     return manifest.date_id, results
 
 

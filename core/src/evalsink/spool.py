@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import logging
+import operator
 import os
 import time
 from array import array
@@ -49,8 +50,13 @@ class DetailSpool:
         flush_seconds: float = 10.0,
         fsync: bool = True,
     ) -> None:
-        if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
+        try:  # any integer (numpy's too), not a bool or a float
+            count = -1 if isinstance(flush_every, bool) else operator.index(flush_every)
+        except TypeError:
+            count = -1
+        if count < 1:
             raise ValueError(f"flush_every must be a whole number of samples, 1 or more; got {flush_every!r}")
+        flush_every = count
         seconds_ok = isinstance(flush_seconds, (int, float)) and not isinstance(flush_seconds, bool)
         if not seconds_ok or not flush_seconds >= 0:  # NaN too: it would silently turn timed flushes off
             raise ValueError(f"flush_seconds must be a number of seconds, 0 or more; got {flush_seconds!r}")

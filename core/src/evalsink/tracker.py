@@ -537,12 +537,7 @@ class EvaluationTracker:
                 self.details_logger.read_saved = self._saved_details
                 _remove_spool(files, folders)
             else:
-                # no details file was written (save_details=False, lighteval's CLI default), and
-                # lighteval's pipeline hands ``details`` to its caller after save(): the spool stays
-                # readable until nothing can read it (the logger is collected, or the process
-                # exits), marked saved meanwhile, so `evalsink recover` leaves it alone
-                self._write_manifest(RunState.SAVED, always=True)
-                weakref.finalize(self.details_logger, _remove_spool, files, folders)
+                self._keep_spool_readable(files, folders)
         else:
             self.details_logger.spool.close()
             if self.details_logger.spool.path.exists():
@@ -552,6 +547,24 @@ class EvaluationTracker:
                 self._write_manifest(RunState.SAVED if written else RunState.FAILED)
         self._closed = True
         _OPEN.discard(self)
+
+    def _keep_spool_readable(self, files: list[Path], folders: list[Path]) -> None:
+        """No details file was written (save_details=False, lighteval's CLI default), yet
+        lighteval's pipeline hands ``details`` to its caller after save(): the spool stays readable
+        until nothing can read it (the logger is collected, or the process exits).
+
+        The run itself is done and cleaned up as any saved run: the spool is moved out of the
+        run's folder first, so neither `evalsink recover`, nor a later run of the same run id
+        (ranks merging shards, ``resume=True``) ever sees it again.
+        """
+        spool = self.details_logger.spool
+        name = spool.path.name.removeprefix("details-")
+        kept = spool.path.parent.parent / f"saved-details-{self.run_id}-{name}"
+        os.replace(spool.path, kept)
+        spool.path = kept
+        _remove_spool(files, folders)
+        evalsink_folders = folders[1:]  # the runs folder and .evalsink, once the kept file goes
+        weakref.finalize(self.details_logger, _remove_spool, [kept], evalsink_folders, os.getpid())
 
     def __enter__(self) -> EvaluationTracker:
         self._in_context = True
@@ -805,8 +818,12 @@ def _hub_missing(error: ModuleNotFoundError, method: str) -> None:
 _OPEN: set[EvaluationTracker] = set()
 
 
-def _remove_spool(files: list[Path], folders: list[Path]) -> None:
-    """Delete a saved run's spool (with its manifest and merged spools), then its folders if empty."""
+def _remove_spool(files: list[Path], folders: list[Path], owner: int | None = None) -> None:
+    """Delete a saved run's spool (with its manifest and merged spools), then its folders if empty.
+
+    ``owner``: only that process deletes (a forked child inherits the finalizer that calls this)."""
+    if owner is not None and os.getpid() != owner:
+        return
     for path in files:
         path.unlink(missing_ok=True)
     for folder in folders:
