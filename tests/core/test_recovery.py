@@ -419,3 +419,43 @@ def test_a_published_results_file_that_is_not_json_is_named(tmp_path: Path) -> N
         EvalsinkError, match=rf"published {published}, which is not valid JSON .*delete that file"
     ):
         recover_run(tmp_path, "damaged")
+
+
+def test_a_run_is_recovered_with_its_own_sink_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest keeps the options the user set (never secrets): a run with its details in a
+    folder of its own and zstd files was recovered to the default place, with snappy."""
+    options = {"details_path_template": "{output_dir}/my-details/{model}", "compression": "zstd"}
+    tracker = EvaluationTracker(tmp_path, sinks=["local"], run_id="opts", sink_config={"local": options})
+    tracker.general_config_logger.log_model_info(model_name="org/m")
+    for i in range(10):
+        tracker.details_logger.log(TASK, {"query": f"q{i}"}, {"input": "p"}, {"acc": 1.0})
+        tracker.metrics_logger.log(TASK, {"acc": 1.0})
+    tracker.close(RuntimeError("the evaluation crashed"))
+    [manifest] = find_runs(tmp_path)[0].manifests
+    assert manifest is not None
+    assert manifest.sink_options == {"local": options}
+
+    monkeypatch.setenv("EVALSINK_LOCAL__ROW_GROUP_SIZE", "7")  # the environment still has its say
+    assert recover_run(tmp_path, "opts").ok
+    [details] = (tmp_path / "my-details").glob("m/*/details_*.parquet")  # {model}: the part after org/
+    metadata = pq.ParquetFile(details).metadata
+    assert metadata.row_group(0).column(0).compression == "ZSTD"
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [7, 3]
+    assert not (tmp_path / "details").exists()
+
+
+def test_secret_options_are_never_stored() -> None:
+    from pydantic import SecretStr
+
+    from evalsink.config import build_config, public_options
+    from evalsink.sink import SinkConfig
+
+    class WithToken(SinkConfig):
+        token: SecretStr | None = None
+        project: str = "p"
+        tags: list[str] = []  # noqa: RUF012 - pydantic copies defaults
+
+    config = build_config("tok", WithToken, {"token": "hf_secret", "tags": ["a"]}, environ={})
+    assert public_options(config) == {"tags": ["a"]}  # set, not secret; defaults left to the sink

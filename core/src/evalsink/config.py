@@ -63,6 +63,17 @@ def build_config(
         raise SinkConfigError(f"sink {sink_name!r}: invalid config: {problems}") from None
 
 
+def public_options(config: SinkConfig) -> dict[str, Any]:
+    """The options the user set (defaults left to the sink), as JSON values, without secrets."""
+    secret = {name for name, field in type(config).model_fields.items() if _is_secret(field.annotation)}
+    options: dict[str, Any] = config.model_dump(mode="json", exclude_unset=True, exclude=secret)
+    return options
+
+
+def _is_secret(annotation: Any) -> bool:
+    return "Secret" in repr(annotation)
+
+
 def _json_container(text: str, annotation: Any) -> Any:
     """An environment value for a list or dict field, written as JSON (``'["a", "b"]'``), decoded.
 
@@ -113,7 +124,7 @@ def _describe(
     key = location[0]
     where = ".".join([_source(sink_name, key, from_env, given).strip("'"), *location[1:]])
     field = model.model_fields.get(key)
-    secret = field is not None and "Secret" in repr(field.annotation)
+    secret = field is not None and _is_secret(field.annotation)
     if len(location) == 1 and not secret and error["type"] != "missing" and "input" in error:
         where += f"={error['input']!r}"
     return f"{where}: {error['msg']}"

@@ -6,8 +6,9 @@ manifest atomically whenever that changes (at most once per flushed batch), so a
 spool and its manifest together rebuild the run (:mod:`evalsink.recovery`).
 
 One manifest per spool file (``details-<id>.jsonl`` → ``details-<id>.meta.json``): trackers that
-share a run id (ranks, a resumed run) never overwrite each other's. Sink configs are never stored:
-they may hold credentials, and a recovery names its own sinks.
+share a run id (ranks, a resumed run) never overwrite each other's. Sink options are stored as the
+user set them, secret fields left out (they may hold credentials): a recovery names its own sinks,
+and saves to them the way the run had configured them.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class RunManifest:
     date_id: str | None = None
     rank: int = 0
     world_size: int = 1
+    sink_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each enabled sink's options as set (by ``sink_config`` or the environment), JSON values,
+    without secret fields: what `evalsink recover` configures the sinks with."""
     samples: int = 0
     """Samples in the spool (checked by the rank that merges it)."""
     format: int = FORMAT

@@ -201,7 +201,7 @@ def recover_run(
         results_path_template=settings.get("results_path_template"),
         save_details=bool(settings.get("save_details", True)),
         sinks=list(sinks),
-        sink_config=sink_config,
+        sink_config=_as_the_run_had_them(sinks, sink_config, manifest),
         run_id=run_id,
         resume=True,
     )
@@ -220,6 +220,23 @@ def recover_run(
             f"run {run_id!r}: its published results file (date id {date_id}) does not validate: {exc}"
         ) from exc
     return tracker.publish(validated, date_id)
+
+
+def _as_the_run_had_them(
+    sinks: Sequence[str], sink_config: Mapping[str, Any] | None, manifest: RunManifest | None
+) -> dict[str, Any]:
+    """Each sink's config for the recovery: the run's own options (its manifest), under the
+    environment's, under what the recovery is given. A run with a ``details_path_template`` or
+    ``zstd`` compression was otherwise recovered to the default place and codec."""
+    from evalsink.config import env_values
+
+    given = dict(sink_config or {})
+    stored = manifest.sink_options if manifest is not None else {}
+    for name in sinks:
+        own = given.get(name)
+        if name in stored and (own is None or isinstance(own, Mapping)):
+            given[name] = {**stored[name], **env_values(name), **(own or {})}
+    return given
 
 
 def _published_results(output: OutputDir, manifest: RunManifest | None) -> tuple[str, dict[str, Any]] | None:

@@ -201,6 +201,7 @@ class EvaluationTracker:
             raise OutputDirError(
                 f"output_dir {self.settings.output_dir!r} cannot be used: the run's spool folder {exc}"
             ) from None
+        self._sink_options: dict[str, dict[str, Any]] = {}  # for the manifest, see _build_sinks
         self._manager = self._build_sinks(self.sink_names, sink_config or {})
 
         if resume:
@@ -231,6 +232,7 @@ class EvaluationTracker:
             spool=spool.path.name,
             settings=_settings_snapshot(self.settings),
             sinks=list(self.sink_names),
+            sink_options=self._sink_options,
             rank=self.process.rank,
             world_size=self.process.world_size,
         )
@@ -256,7 +258,7 @@ class EvaluationTracker:
         return derived
 
     def _build_sinks(self, names: list[str], sink_config: Mapping[str, Any]) -> SinkManager:
-        from evalsink.config import build_config  # pydantic is imported here, not at import time
+        from evalsink.config import build_config, public_options  # pydantic: imported here, not at import
         from evalsink.sink import SinkConfig
 
         installed = discover()
@@ -274,6 +276,7 @@ class EvaluationTracker:
             sink_class = entry.load()
             model = getattr(sink_class, "config_model", SinkConfig)
             config = build_config(entry.name, model, sink_config.get(entry.name))
+            self._sink_options[entry.name] = public_options(config)
             try:
                 sink = sink_class(config=config, settings=self.settings)
             except OutputDirError as exc:  # a URL of the sink's own config

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     default="local",
     show_default=True,
     metavar="SINKS",
-    help="Comma-separated sinks to save the recovered runs to (configured as usual: EVALSINK_<SINK>__*).",
+    help="Comma-separated sinks to save the recovered runs to (with the run's own options, which "
+    "EVALSINK_<SINK>__* override).",
 )
 @click.option("--list", "list_only", is_flag=True, help="List the runs left in OUTPUT_DIR; recover nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
