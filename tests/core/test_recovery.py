@@ -459,3 +459,21 @@ def test_secret_options_are_never_stored() -> None:
 
     config = build_config("tok", WithToken, {"token": "hf_secret", "tags": ["a"]}, environ={})
     assert public_options(config) == {"tags": ["a"]}  # set, not secret; defaults left to the sink
+
+
+def test_options_without_a_json_form_are_not_stored_and_do_not_stop_the_tracker() -> None:
+    from pydantic import ConfigDict
+
+    from evalsink.config import build_config, public_options
+    from evalsink.sink import SinkConfig
+
+    class Client:
+        pass
+
+    class WithClient(SinkConfig):
+        model_config = ConfigDict(arbitrary_types_allowed=True)
+        client: Client | None = None
+        name: str = "x"
+
+    config = build_config("cl", WithClient, {"client": Client(), "name": "y"}, environ={})
+    assert public_options(config) == {"name": "y"}

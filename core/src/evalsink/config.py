@@ -6,6 +6,7 @@ because a misspelt option silently ignored is a run configured differently than 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -64,9 +65,22 @@ def build_config(
 
 
 def public_options(config: SinkConfig) -> dict[str, Any]:
-    """The options the user set (defaults left to the sink), as JSON values, without secrets."""
-    secret = {name for name, field in type(config).model_fields.items() if _is_secret(field.annotation)}
-    options: dict[str, Any] = config.model_dump(mode="json", exclude_unset=True, exclude=secret)
+    """The options the user set (defaults left to the sink), as JSON values, without secrets.
+
+    An option that has no JSON form (a client object in a third-party sink's config) is left
+    out: a recovery cannot rebuild it, and it must not keep the tracker from starting.
+    """
+    from pydantic_core import PydanticSerializationError
+
+    fields = type(config).model_fields
+    options: dict[str, Any] = {}
+    for name in sorted(config.model_fields_set):
+        if name not in fields or _is_secret(fields[name].annotation):
+            continue
+        try:
+            options.update(config.model_dump(mode="json", include={name}))
+        except PydanticSerializationError as exc:  # no JSON form: not kept, see above
+            logging.getLogger("evalsink").info("option %r is not kept for recovery: %s", name, exc)
     return options
 
 
