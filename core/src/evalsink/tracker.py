@@ -526,21 +526,17 @@ class EvaluationTracker:
             self._write_manifest(RunState.SHARD_DONE if done else RunState.FAILED, always=True)
         elif not failed and self._report is not None and self._report.ok:
             spool = self.details_logger.spool
-            spool.close()
-            files = [*self._merged, manifest_path(spool.path), spool.path]
-            folders = [spool.path.parent]
-            if self.output.is_local:  # and evalsink's own folders, when nothing else is left in them
-                folders += [
-                    Path(self.output.root) / ".evalsink" / "runs",
-                    Path(self.output.root) / ".evalsink",
-                ]
-            if "local" not in self._manager.sinks:
-                _remove_spool(files, folders)  # `details` then says to read where the sinks wrote
-            elif self.settings.save_details:
-                self.details_logger.read_saved = self._saved_details
-                _remove_spool(files, folders)
+            for path in [*self._merged, manifest_path(spool.path)]:
+                path.unlink(missing_ok=True)
+            runs = self._run_folder().parent
+            # and evalsink's own folders, when nothing else is left in them
+            folders = [runs, runs.parent] if self.output.is_local else []
+            if "local" in self._manager.sinks and not self.settings.save_details:
+                self._keep_spool_readable(folders)
             else:
-                self._keep_spool_readable(files, folders)
+                if "local" in self._manager.sinks:  # else `details` says to read where the sinks wrote
+                    self.details_logger.read_saved = self._saved_details
+                _remove_spool(spool, folders)
         else:
             self.details_logger.spool.close()
             if self.details_logger.spool.path.exists():
@@ -551,7 +547,7 @@ class EvaluationTracker:
         self._closed = True
         _OPEN.discard(self)
 
-    def _keep_spool_readable(self, files: list[Path], folders: list[Path]) -> None:
+    def _keep_spool_readable(self, folders: list[Path]) -> None:
         """No details file was written (save_details=False, lighteval's CLI default), yet
         lighteval's pipeline hands ``details`` to its caller after save(): the spool stays readable
         until nothing can read it (the logger is collected, or the process exits).
@@ -561,13 +557,12 @@ class EvaluationTracker:
         (ranks merging shards, ``resume=True``) ever sees it again.
         """
         spool = self.details_logger.spool
-        name = spool.path.name.removeprefix("details-")
-        kept = spool.path.parent.parent / f"saved-details-{self.run_id}-{name}"
-        os.replace(spool.path, kept)
-        spool.path = kept
-        _remove_spool(files, folders)
-        evalsink_folders = folders[1:]  # the runs folder and .evalsink, once the kept file goes
-        weakref.finalize(self.details_logger, _remove_spool, [kept], evalsink_folders, os.getpid())
+        spool.close()
+        old = spool.path
+        spool.path = old.parent.parent / f"saved-details-{self.run_id}-{old.name.removeprefix('details-')}"
+        os.replace(old, spool.path)
+        _remove_empty([old.parent, *folders])
+        weakref.finalize(self.details_logger, _remove_spool, spool, folders, os.getpid())
 
     def __enter__(self) -> EvaluationTracker:
         self._in_context = True
@@ -821,14 +816,17 @@ def _hub_missing(error: ModuleNotFoundError, method: str) -> None:
 _OPEN: set[EvaluationTracker] = set()
 
 
-def _remove_spool(files: list[Path], folders: list[Path], owner: int | None = None) -> None:
-    """Delete a saved run's spool (with its manifest and merged spools), then its folders if empty.
+def _remove_spool(spool: DetailSpool, folders: list[Path], owner: int | None = None) -> None:
+    """Delete a saved run's spool (and its folder), then ``folders`` if empty.
 
     ``owner``: only that process deletes (a forked child inherits the finalizer that calls this)."""
     if owner is not None and os.getpid() != owner:
         return
-    for path in files:
-        path.unlink(missing_ok=True)
+    spool.remove()
+    _remove_empty(folders)
+
+
+def _remove_empty(folders: list[Path]) -> None:
     for folder in folders:
         with contextlib.suppress(OSError):  # not empty: another spool or run still lives there
             folder.rmdir()
