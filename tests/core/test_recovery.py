@@ -284,15 +284,24 @@ def test_the_recover_command_exits_1_when_a_sink_fails(tmp_path: Path) -> None:
     assert "local: ok" in done.stdout
 
 
-def test_a_run_whose_local_files_failed_is_recovered_whole(tmp_path: Path) -> None:
-    (tmp_path / "results").write_text("a file where the results folder should be", encoding="utf-8")
-    tracker = EvaluationTracker(tmp_path, sinks=["local"], run_id="nolocal")
+def save_blocked(
+    tmp_path: Path, folder: str, run_id: str, samples: int = 3, acc: float = 1.0
+) -> EvaluationTracker:
+    """Log ``samples`` samples, then save with a file where the local sink's ``folder`` (results
+    or details) should be: save() fails after choosing its date id. The caller removes the file."""
+    (tmp_path / folder).write_text(f"a file where the {folder} folder should be", encoding="utf-8")
+    tracker = EvaluationTracker(tmp_path, sinks=["local"], run_id=run_id)
     tracker.general_config_logger.log_model_info(model_name="org/m")
-    for i in range(3):
+    for i in range(samples):
         tracker.details_logger.log(TASK, {"query": f"q{i}"}, {"input": "p"}, {"acc": 1.0})
-        tracker.metrics_logger.log(TASK, {"acc": 1.0})
+        tracker.metrics_logger.log(TASK, {"acc": acc})
     with pytest.raises(EvalsinkError):  # local is required by default: its failure fails save()
         tracker.save()
+    return tracker
+
+
+def test_a_run_whose_local_files_failed_is_recovered_whole(tmp_path: Path) -> None:
+    tracker = save_blocked(tmp_path, "results", "nolocal")
     manifest = read_manifest(manifest_path(tracker.details_logger.spool.path))
     assert manifest is not None
     assert manifest.state is RunState.FAILED  # not "saved": the local files were not written
@@ -312,15 +321,8 @@ def test_a_run_whose_details_failed_after_its_results_is_recovered_under_the_sam
 ) -> None:
     """On local disk the results file is written before the details: recovering must not add a
     second results file for the run, nor replace the evaluation's aggregated results with means."""
-    (tmp_path / "details").write_text("a file where the details folder should be", encoding="utf-8")
-    tracker = EvaluationTracker(tmp_path, sinks=["local"], run_id="nodetails")
-    tracker.general_config_logger.log_model_info(model_name="org/m")
-    for i in range(3):
-        tracker.details_logger.log(TASK, {"query": f"q{i}"}, {"input": "p"}, {"acc": 1.0})
-        # stands for a task's own aggregation, which recovery cannot recompute from the samples
-        tracker.metrics_logger.log(TASK, {"acc": 0.25})
-    with pytest.raises(EvalsinkError):
-        tracker.save()
+    # acc 0.25 stands for a task's own aggregation, which recovery cannot recompute from the samples
+    tracker = save_blocked(tmp_path, "details", "nodetails", acc=0.25)
     [published] = results_files(tmp_path)
     first_date = tracker.run.date_id
     assert published.name == f"results_{first_date}.json"
@@ -405,13 +407,7 @@ def test_the_manifest_records_the_date_id_before_the_results_file_is_published(t
 def test_a_published_results_file_that_is_not_json_is_named(tmp_path: Path) -> None:
     """Recovery republishes a run under the date id of its results file, which it reads: a file
     edited or damaged since fails with its name and what to do, not a bare decode error."""
-    (tmp_path / "details").write_text("a file where the details folder should be", encoding="utf-8")
-    tracker = EvaluationTracker(tmp_path, sinks=["local"], run_id="damaged")
-    tracker.general_config_logger.log_model_info(model_name="org/m")
-    tracker.details_logger.log(TASK, {"query": "q"}, {"input": "p"}, {"acc": 1.0})
-    tracker.metrics_logger.log(TASK, {"acc": 1.0})
-    with pytest.raises(EvalsinkError):
-        tracker.save()
+    save_blocked(tmp_path, "details", "damaged", samples=1)
     [published] = results_files(tmp_path)
     published.write_text('{"results": {', encoding="utf-8")
     (tmp_path / "details").unlink()
