@@ -41,7 +41,8 @@ def saved_tasks(
     shared = bool(results_path_template or details_path_template)
     # results_{date_id}.json of a results_path_template's folder may be another model's: read it
     read_model = bool(results_path_template)
-    if date_id in {"first", "last"}:
+    picked = date_id in {"first", "last"}
+    if picked:
         folders = sorted(
             (
                 name
@@ -77,7 +78,7 @@ def saved_tasks(
     }
     if not files:
         raise FileNotFoundError(f"no details files in {layout.details.display(folder)}")
-    if shared:
+    if shared and not picked:  # a run picked as first/last was checked to be this model's already
         _check_owner(layout, model_name, date_id, read_model)
     return date_id, files
 
