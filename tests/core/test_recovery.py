@@ -442,6 +442,44 @@ def test_a_run_is_recovered_with_its_own_sink_options(
     assert not (tmp_path / "details").exists()
 
 
+def test_an_option_the_sink_no_longer_has_is_left_out_of_the_recovery(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sink upgraded between the run and its recovery may have dropped an option the manifest
+    kept: that stored value is left out with a warning, not an "unknown option" that only editing
+    the manifest could get past."""
+    tracker = EvaluationTracker(
+        tmp_path, sinks=["local"], run_id="upgraded", sink_config={"local": {"compression": "zstd"}}
+    )
+    tracker.details_logger.log(TASK, {"query": "q"}, {"input": "p"}, {"acc": 1.0})
+    tracker.metrics_logger.log(TASK, {"acc": 1.0})
+    tracker.close(RuntimeError("the evaluation crashed"))
+    [spool] = find_runs(tmp_path)[0].spools
+    path = manifest_path(spool)
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    stored["sink_options"]["local"]["renamed_since"] = 3
+    path.write_text(json.dumps(stored), encoding="utf-8")
+
+    with caplog.at_level("WARNING", logger="evalsink"):
+        assert recover_run(tmp_path, "upgraded").ok
+    assert "no longer has the option(s) renamed_since" in caplog.text
+    [details] = tmp_path.glob("details/**/*.parquet")
+    assert pq.ParquetFile(details).metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_an_infinite_option_is_stored_as_infinite() -> None:
+    """JSON has no inf: stored as a number, ``hook_timeout: inf`` (wait forever on the sink's
+    thread) came back from the manifest as null (call the sink inline)."""
+    import orjson
+
+    from evalsink.config import build_config, public_options
+    from evalsink.sink import SinkConfig
+
+    config = build_config("t", SinkConfig, {"hook_timeout": float("inf")}, environ={})
+    stored = orjson.loads(orjson.dumps(public_options(config)))
+    assert build_config("t", SinkConfig, stored, environ={}).hook_timeout == float("inf")
+
+
 def test_secret_options_are_never_stored() -> None:
     from pydantic import SecretStr
 

@@ -7,6 +7,7 @@ because a misspelt option silently ignored is a run configured differently than 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -78,10 +79,25 @@ def public_options(config: SinkConfig) -> dict[str, Any]:
         if name not in fields or _is_secret(fields[name].annotation):
             continue
         try:
-            options.update(config.model_dump(mode="json", include={name}))
+            options.update(_finite(config.model_dump(mode="json", include={name})))
         except PydanticSerializationError as exc:  # no JSON form: not kept, see above
             logging.getLogger("evalsink").info("option %r is not kept for recovery: %s", name, exc)
     return options
+
+
+def _finite(value: Any) -> Any:
+    """``inf``/``nan`` options as the words pydantic reads back as floats.
+
+    JSON has no such numbers: written as they are, ``hook_timeout: inf`` came back from the
+    manifest as null, which means something else (call the sink inline).
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _is_secret(annotation: Any) -> bool:

@@ -26,6 +26,7 @@ every sample, with the tasks' own aggregations), and the details from the spool.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -235,8 +236,29 @@ def _as_the_run_had_them(
     for name in sinks:
         own = given.get(name)
         if name in stored and (own is None or isinstance(own, Mapping)):
-            given[name] = {**stored[name], **env_values(name), **(own or {})}
+            given[name] = {**_still_known(name, stored[name]), **env_values(name), **(own or {})}
     return given
+
+
+def _still_known(sink_name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's stored options that the installed version of the sink still has.
+
+    A sink upgraded between the run and its recovery may have dropped or renamed an option; the
+    stored value is only a default the user never typed again, so it is left out (with a warning)
+    rather than failing the recovery as an unknown option, which only editing the manifest could fix.
+    """
+    from evalsink.discovery import find_sink
+    from evalsink.sink import SinkConfig
+
+    fields = getattr(find_sink(sink_name).load(), "config_model", SinkConfig).model_fields
+    gone = sorted(set(options) - set(fields))
+    if gone:
+        logging.getLogger("evalsink").warning(
+            "sink %r no longer has the option(s) %s that run stored; recovering without them",
+            sink_name,
+            ", ".join(gone),
+        )
+    return {key: value for key, value in options.items() if key in fields}
 
 
 def _published_results(output: OutputDir, manifest: RunManifest | None) -> tuple[str, dict[str, Any]] | None:
