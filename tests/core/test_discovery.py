@@ -514,3 +514,22 @@ def test_a_sink_warning_reaches_the_report_and_the_log(
     assert "warner: batch of 1 kept in another form" in report.warnings
     assert "warner: a value was shortened" in report.warnings
     assert "sink 'warner': a value was shortened" in caplog.text
+
+
+def test_two_sinks_sharing_an_environment_prefix_are_refused_when_enabled(
+    add_entry_points: Callable[..., None], tmp_path: Path
+) -> None:
+    """``recorder-remote`` and ``recorder_remote`` both read ``EVALSINK_RECORDER_REMOTE__*``: each
+    would get options meant for the other."""
+    add_entry_points(FakeEntryPoint("recorder_remote", "other_pkg:Remote", FakeDist("other-sinks", "2.3.4")))
+    for name in ("recorder-remote", "recorder_remote"):
+        with pytest.raises(DuplicateSinkError) as info:
+            find_sink(name)
+        message = str(info.value)
+        assert "EVALSINK_RECORDER_REMOTE__" in message
+        assert "'recorder-remote' from evalsink-recorder 0.0.1" in message
+        assert "'recorder_remote' from other-sinks 2.3.4" in message
+    with pytest.raises(DuplicateSinkError):
+        EvaluationTracker(tmp_path / "out", sinks=["local", "recorder_remote"])
+    assert not (tmp_path / "out").exists()
+    assert find_sink("recorder").name == "recorder"  # the others are untouched

@@ -101,6 +101,10 @@ def test_dir_creates_missing_parents(tmp_path: Path) -> None:
         (LONGEST_NAME + "x", "is not a sink name"),
         ("evalsink-foo", "without the 'evalsink-' prefix"),
         ("local", "a sink named 'local' is already installed (evalsink-local"),
+        (
+            "recorder_remote",
+            "share its package and environment variables with the installed sink 'recorder-remote'",
+        ),
     ],
 )
 def test_a_bad_name_is_refused_in_one_line(tmp_path: Path, name: str, why: str) -> None:

@@ -172,6 +172,8 @@ def find_sinks(names: list[str], installed: Installed | None = None) -> list[Sin
     for name in names:
         if name in found.conflicts:
             raise DuplicateSinkError(_conflict_message(name, found.conflicts[name]))
+    for name in names:
+        _refuse_shared_prefix(name, found)
     missing = [name for name in names if name not in found.sinks]
     if missing:
         known = ", ".join(found.names()) or "none"
@@ -181,6 +183,25 @@ def find_sinks(names: list[str], installed: Installed | None = None) -> list[Sin
         )
         raise SinkNotInstalledError(f"{problems} (installed sinks: {known})")
     return [found.sinks[name] for name in names]
+
+
+def _refuse_shared_prefix(name: str, installed: Installed) -> None:
+    """Two installed sinks such as ``a-b`` and ``a_b`` read the same ``EVALSINK_A_B__*`` variables:
+    each would be configured with options meant for the other (or fail on them as unknown)."""
+    from evalsink.config import env_prefix
+
+    if name not in installed.sinks:
+        return
+    prefix = env_prefix(name)
+    others = [e for other, e in installed.sinks.items() if other != name and env_prefix(other) == prefix]
+    if others:
+        owners = " and ".join(
+            f"{e.name!r} from {e.distribution} {e.version}" for e in [installed.sinks[name], *others]
+        )
+        raise DuplicateSinkError(
+            f"the installed sinks {owners} share the environment prefix {prefix}: their options would "
+            "mix; uninstall all but one"
+        )
 
 
 def find_sink(name: str, installed: Installed | None = None) -> SinkEntry:

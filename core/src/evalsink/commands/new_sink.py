@@ -48,12 +48,18 @@ def check_name(name: str) -> str:
         )
     from evalsink.discovery import discover
 
-    installed = discover().sinks.get(name)
-    if installed is not None:  # two distributions claiming one name make it unusable in both
-        raise click.BadParameter(
-            f"a sink named {name!r} is already installed ({installed.distribution} {installed.version})",
-            param_hint="NAME",
-        )
+    # two distributions claiming one name make it unusable in both; 'my-sink' and 'my_sink' would
+    # share the import package evalsink_my_sink and the EVALSINK_MY_SINK__* variables
+    for other, installed in discover().sinks.items():
+        owner = f"({installed.distribution} {installed.version})"
+        if other == name:
+            raise click.BadParameter(f"a sink named {name!r} is already installed {owner}", param_hint="NAME")
+        if other.replace("-", "_") == name.replace("-", "_"):
+            raise click.BadParameter(
+                f"{name!r} would share its package and environment variables with the installed sink "
+                f"{other!r} {owner}",
+                param_hint="NAME",
+            )
     return name
 
 
