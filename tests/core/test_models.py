@@ -9,6 +9,7 @@ from typing import Any
 
 import pydantic
 import pytest
+from pydantic.json_schema import JsonSchemaMode
 
 from evalsink.models import DetailRecord, EvaluationResults, GeneralConfig, TaskSummary
 
@@ -113,8 +114,11 @@ def test_empty_document_has_every_section() -> None:
     }
 
 
-def test_json_schema_is_json_with_the_six_sections() -> None:
-    schema = EvaluationResults.model_json_schema()
+@pytest.mark.parametrize("mode", ["validation", "serialization"])
+def test_json_schema_is_json_with_the_six_sections(mode: JsonSchemaMode) -> None:
+    """Both modes: the serializer that keeps the files' key order returns Any, which once made the
+    serialization schema (what a consumer of the written files reads) an empty ``{}``."""
+    schema = EvaluationResults.model_json_schema(mode=mode)
     reparsed = json.loads(json.dumps(schema))
     assert reparsed == schema
     assert reparsed["type"] == "object"

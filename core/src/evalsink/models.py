@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     JsonValue,
     PrivateAttr,
     SerializerFunctionWrapHandler,
@@ -50,6 +51,14 @@ class _Open(BaseModel):
             model._key_order = tuple(data)
         return model
 
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: Any, handler: GetJsonSchemaHandler) -> Any:
+        """The serialization schema of the declared fields: the key-order wrap above returns
+        ``Any``, which made ``model_json_schema(mode="serialization")`` an empty ``{}``."""
+        if handler.mode == "serialization":
+            schema = _without_serializer(schema)
+        return handler(schema)
+
     @model_serializer(mode="wrap")
     def _write_in_key_order(self, handler: SerializerFunctionWrapHandler) -> Any:
         out = handler(self)
@@ -58,6 +67,16 @@ class _Open(BaseModel):
         ordered = {key: out[key] for key in self._key_order if key in out}
         ordered.update((key, value) for key, value in out.items() if key not in ordered)
         return ordered
+
+
+def _without_serializer(schema: Any) -> Any:
+    """A copy of a model's core schema (through its validator wrappers) minus its own serializer."""
+    if not isinstance(schema, dict):
+        return schema
+    copy = {key: value for key, value in schema.items() if key != "serialization"}
+    if schema.get("type") != "model" and "schema" in schema:
+        copy["schema"] = _without_serializer(schema["schema"])
+    return copy
 
 
 class GeneralConfig(_Open):
