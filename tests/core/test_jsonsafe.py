@@ -135,6 +135,20 @@ def test_numpy_scalars_become_json_numbers(value: Any, expected: Any) -> None:
     assert type(encoded) is type(expected)  # a number (or bool), never the string "7"
 
 
+def test_numpy_extended_precision_is_rounded_to_a_float_or_refused_by_name() -> None:
+    """``longdouble.tolist()`` returns a longdouble: encoding once looped until orjson's recursion
+    limit and failed with an error that named no reason."""
+    assert _roundtrip({"v": np.longdouble(1.5), "a": np.array([0.25, np.nan], dtype=np.longdouble)}) == {
+        "v": 1.5,
+        "a": [0.25, None],
+    }
+    assert jsonsafe.count_nonfinite({"a": np.array([0.25, np.nan], dtype=np.longdouble)}) == 1
+    with pytest.raises(EncodeError, match=r"doc\.big as JSON: a numpy longdouble beyond the float range"):
+        jsonsafe.dumps({"doc": {"big": np.longdouble("1e400")}})
+    with pytest.raises(EncodeError, match=r"doc\.z as JSON: a numpy clongdouble: complex numbers have no"):
+        jsonsafe.dumps({"doc": {"z": np.clongdouble(1 + 2j)}})
+
+
 def test_numpy_arrays_become_arrays() -> None:
     matrix = np.arange(6, dtype=np.int64).reshape(2, 3)
     value = {

@@ -7,7 +7,7 @@ with an :class:`EncodeError` that names the field, so nothing is corrupted quiet
 * dataclasses (their fields, as ``dataclasses.asdict``), pydantic models and mappings become
   objects; tuples, sets and frozensets become arrays (sets sorted when their items sort);
 * numpy scalars and arrays become numbers and arrays (through ``tolist()``, which also covers
-  torch tensors without importing torch);
+  torch tensors without importing torch); numpy's ``longdouble`` is rounded to a float;
 * ``Decimal`` becomes a number, ``datetime``/``date`` an ISO-8601 string, ``Enum`` its value,
   ``pathlib`` paths their string;
 * ``bytes``, ``bytearray`` and ``memoryview`` become ``{"$evalsink.bytes": "<base64>"}``, which
@@ -33,6 +33,7 @@ import dataclasses
 import enum
 import io
 import math
+import numbers
 import os
 import re
 import sys
@@ -64,8 +65,9 @@ def _bytes_object(data: bytes | bytearray | memoryview) -> dict[str, str]:
     return {BYTES_KEY: base64.b64encode(data).decode("ascii")}
 
 
-class _ImageNotEncodedError(TypeError):
-    """An image that failed to encode: the error names the field and says why, not just its type."""
+class _RefusedError(TypeError):
+    """A value of a known kind that cannot be encoded (an image that failed to save, a complex
+    number): the error names the field and says why, not just its type."""
 
 
 def _pil_image(value: Any) -> bool:
@@ -94,7 +96,7 @@ def _image_object(image: Any) -> dict[str, Any]:
                 return {"path": path, "bytes": _bytes_object(source.read())}
         # named with the field by dumps(): the sample is refused, not dropped
         why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        raise _ImageNotEncodedError(f"the image could not be encoded as {kind}: {why}") from exc
+        raise _RefusedError(f"the image could not be encoded as {kind}: {why}") from exc
     return {"path": path, "bytes": _bytes_object(buffer.getbuffer())}
 
 
@@ -129,8 +131,25 @@ def _default(value: Any) -> Any:
         return str(value)
     tolist = getattr(value, "tolist", None)
     if callable(tolist) and type(value).__module__.split(".")[0] in {"numpy", "torch"}:
-        return tolist()
+        plain = tolist()
+        if type(plain) is type(value):  # numpy's longdouble and clongdouble: no Python type holds them
+            return _extended_float(value)
+        return plain
     raise TypeError(f"cannot encode a {type(value).__module__}.{type(value).__qualname__}")
+
+
+def _extended_float(value: Any) -> float:
+    """A numpy extended-precision number, rounded to a float as a ``Decimal`` is.
+
+    Its ``tolist()`` returns itself, which sent orjson back here until its recursion limit, an
+    error that named nothing. A value beyond the float range is refused rather than made null.
+    """
+    if not isinstance(value, numbers.Real):
+        raise _RefusedError(f"a numpy {type(value).__name__}: complex numbers have no JSON form")
+    number = float(value)
+    if math.isinf(number) and value * 0 == 0:  # finite in extended precision, not as a float
+        raise _RefusedError(f"a numpy {type(value).__name__} beyond the float range ({value!s})")
+    return number
 
 
 REDACTED = "**********"
@@ -343,7 +362,7 @@ def _failure(value: Any, config: bool = False) -> str | None:
         orjson.dumps(value, default=_config_default if config else _default, option=_OPTIONS)
     except orjson.JSONEncodeError as exc:
         cause = exc.__cause__
-        return str(cause) if isinstance(cause, _ImageNotEncodedError) else str(exc)
+        return str(cause) if isinstance(cause, _RefusedError) else str(exc)
     return None
 
 
