@@ -95,6 +95,18 @@ def test_null_values_are_skipped_and_said(tmp_path: Path, caplog: pytest.LogCapt
     assert f"not written: {PLAIN}/f1" in caplog.text
 
 
+def test_nan_and_inf_in_a_results_file_lighteval_wrote_are_skipped() -> None:
+    """lighteval writes bare NaN/Infinity, which ``evalsink push`` reads back as floats: they were
+    written as scalars (tensorboardX only printed "NaN or Inf found") instead of skipped and said."""
+    from evalsink_tensorboard.naming import plan_scalars
+
+    plan = plan_scalars(
+        {"custom|ppl|0": {"acc": 0.5, "ppl": math.nan, "big": math.inf, "low": -math.inf}}, "eval"
+    )
+    assert [(point.tag, point.value) for point in plan.scalars] == [("eval/ppl/acc", 0.5)]
+    assert plan.skipped_null == [("custom|ppl|0", "ppl"), ("custom|ppl|0", "big"), ("custom|ppl|0", "low")]
+
+
 def test_colliding_short_names_fall_back_to_full_names() -> None:
     """Two few-shot settings of one task would share lighteval's tag: both keep their full name."""
     # imported here so the import block sorts the same whether or not the root ruff config lists

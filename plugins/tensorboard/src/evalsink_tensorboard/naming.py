@@ -21,6 +21,7 @@ The rules (docs/sinks/tensorboard.md has the table):
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from collections.abc import Mapping
@@ -100,7 +101,9 @@ def plan_scalars(results: Mapping[str, Mapping[str, float | None]], prefix: str)
     for key, metrics in results.items():
         tags = tags_for(key, whole=key in shown_whole)
         for metric, value in metrics.items():
-            if value is None:
+            if value is None or not math.isfinite(
+                value
+            ):  # NaN/inf: null in evalsink's files, bare in lighteval's
                 skipped.append((key, metric))
                 continue
             tag = tags[metric]
