@@ -290,7 +290,7 @@ class LocalSink(Sink):
         for task_name, paths in list(fields.items())[:shown]:
             self.warn(
                 f"details of {task_name!r}: {', '.join(paths)} written as JSON text (values of several "
-                "types, or nested too deep for parquet; field metadata evalsink.encoding=json)"
+                "types, empty objects, or nesting too deep for parquet; field metadata evalsink.encoding=json)"
             )
         if len(fields) > shown:
             self.warn(f"details of {len(fields) - shown} more task(s) have fields written as JSON text")
