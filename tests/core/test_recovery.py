@@ -402,6 +402,8 @@ def test_the_manifest_records_the_date_id_before_the_results_file_is_published(t
     [manifest] = find_runs(output)[0].manifests
     assert manifest is not None
     assert published.name == f"results_{manifest.date_id}.json"
+    listed = run_cli("recover", str(output), "--list")  # not "before save()": a results file exists
+    assert listed.stdout.strip() == "killed-in-save: stopped during save() (its process is gone); recoverable"
 
 
 def test_a_published_results_file_that_is_not_json_is_named(tmp_path: Path) -> None:

@@ -96,6 +96,8 @@ def _status(run: RunOnDisk) -> str:
     if not run.recoverable:
         return f"{run.state.value} ({_why_not(run)})"
     if run.state.value == "running":
+        if any(m is not None and m.date_id is not None for m in run.manifests):
+            return "stopped during save() (its process is gone); recoverable"
         return "stopped before save() (its process is gone); recoverable"
     if run.unpublished:
         return "saved, but its results file never reached the output; recoverable"
