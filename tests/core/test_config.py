@@ -164,3 +164,35 @@ def test_list_and_dict_fields_take_json_from_the_environment() -> None:
         SinkConfigError, match=r"EVALSINK_BOX__LIMITS='\{k: 1': Input should be a valid dictionary"
     ):
         build_config("box", _Containers, None, {"EVALSINK_BOX__LIMITS": "{k: 1"})
+
+
+def test_a_sinks_own_check_reads_as_the_sink_wrote_it() -> None:
+    """A ValueError from a sink's validator came out as "config: Value error, ..." (pydantic's
+    wording around the sentence the sink wrote for the user)."""
+    from pydantic import field_validator, model_validator
+
+    class Checked(SinkConfig):
+        project: str | None = None
+        url: str = "http://x"
+
+        @field_validator("url")
+        @classmethod
+        def _http(cls, value: str) -> str:
+            if not value.startswith("http"):
+                raise ValueError("give an http(s) URL")
+            return value
+
+        @model_validator(mode="after")
+        def _needs_project(self) -> Checked:
+            if self.project is None:
+                raise ValueError("the checked sink needs a project: set EVALSINK_CHECKED__PROJECT")
+            return self
+
+    with pytest.raises(SinkConfigError) as info:
+        build_config("checked", Checked, {}, environ={})
+    assert str(info.value) == (
+        "sink 'checked': invalid config: the checked sink needs a project: set EVALSINK_CHECKED__PROJECT"
+    )
+    with pytest.raises(SinkConfigError) as info:
+        build_config("checked", Checked, {"project": "p", "url": "ftp://x"}, environ={})
+    assert str(info.value) == "sink 'checked': invalid config: url='ftp://x': give an http(s) URL"

@@ -149,12 +149,22 @@ def _describe(
 ) -> str:
     """One validation problem, naming the option as the user set it and, unless secret, its value."""
     location = [str(part) for part in error["loc"]]
-    if not location:
-        return f"config: {error['msg']}"
+    message = _without_prefix(error)
+    if not location:  # a check of the whole config: the sink's own words say what is missing
+        return message
     key = location[0]
     where = ".".join([_source(sink_name, key, from_env, given).strip("'"), *location[1:]])
     field = model.model_fields.get(key)
     secret = field is not None and _is_secret(field.annotation)
     if len(location) == 1 and not secret and error["type"] != "missing" and "input" in error:
         where += f"={error['input']!r}"
-    return f"{where}: {error['msg']}"
+    return f"{where}: {message}"
+
+
+def _without_prefix(error: Any) -> str:
+    """pydantic's message for a ``ValueError`` a sink's validator raised, minus the "Value error, "
+    it puts in front: the sink wrote a sentence for the user."""
+    message = str(error["msg"])
+    if error.get("type") == "value_error":
+        return message.removeprefix("Value error, ")
+    return message
