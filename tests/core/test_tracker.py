@@ -69,6 +69,21 @@ def test_select_sinks_rules() -> None:
     ) == ["recorder", "hub", "tensorboard", "wandb"]
 
 
+def test_arguments_of_the_wrong_kind_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """These raised AttributeError ('list' object has no attribute 'get'), TypeError ('int' object
+    is not iterable) and "no run '57ef...' to resume", an id the user never chose."""
+    with pytest.raises(EvalsinkError, match=r"sinks must be a list of sink names .*not int"):
+        EvaluationTracker(tmp_path, sinks=5)  # type: ignore[arg-type]
+    with pytest.raises(
+        SinkConfigError, match=r"sink_config must map sink names to their options .*not a list"
+    ):
+        EvaluationTracker(tmp_path, sinks=["local"], sink_config=["local"])  # type: ignore[arg-type]
+    monkeypatch.delenv("EVALSINK_RUN_ID", raising=False)
+    with pytest.raises(EvalsinkError, match=r"resume=True needs the id of the run to resume: pass run_id="):
+        EvaluationTracker(tmp_path, sinks=["local"], resume=True)
+    assert not (tmp_path / ".evalsink").exists()
+
+
 def test_sinks_argument_is_the_exact_set(make_tracker: MakeTracker) -> None:
     tracker = make_tracker(sinks=["recorder", "recorder-remote"])
     assert tracker.sink_names == ["recorder", "recorder-remote"]

@@ -73,6 +73,11 @@ def select_sinks(
     """The sink names to enable, in order, without duplicates."""
     env = os.environ if environ is None else environ
     if sinks is not None:
+        if not isinstance(sinks, (str, Iterable)):
+            raise EvalsinkError(
+                "sinks must be a list of sink names (or one comma-separated string), "
+                f"not {type(sinks).__name__}"
+            )
         if isinstance(sinks, str):
             sinks = sinks.split(",")
         names = [str(name).strip() for name in sinks if str(name).strip()]
@@ -183,7 +188,13 @@ class EvaluationTracker:
         )
         self.process = current_rank()
         self.merge_timeout = merge_timeout
-        self.run_id = _check_run_id(self._shared_run_id(run_id) or uuid.uuid4().hex[:16])
+        shared_run_id = self._shared_run_id(run_id)
+        if resume and shared_run_id is None:
+            raise EvalsinkError(
+                "resume=True needs the id of the run to resume: pass run_id=... or set EVALSINK_RUN_ID "
+                f"(`evalsink recover {self.settings.output_dir} --list` lists the runs left to resume)"
+            )
+        self.run_id = _check_run_id(shared_run_id or uuid.uuid4().hex[:16])
         self.sink_names = select_sinks(
             sinks, push_to_hub=push_to_hub, push_to_tensorboard=push_to_tensorboard, use_wandb=use_wandb
         )
@@ -201,6 +212,11 @@ class EvaluationTracker:
             raise OutputDirError(
                 f"output_dir {self.settings.output_dir!r} cannot be used: the run's spool folder {exc}"
             ) from None
+        if sink_config is not None and not isinstance(sink_config, Mapping):
+            raise SinkConfigError(
+                "sink_config must map sink names to their options ({'local': {...}}), "
+                f"not a {type(sink_config).__name__}"
+            )
         self._sink_options: dict[str, dict[str, Any]] = {}  # for the manifest, see _build_sinks
         self._manager = self._build_sinks(self.sink_names, sink_config or {})
 
