@@ -137,3 +137,59 @@ def test_a_run_saved_outside_a_with_block_drops_its_spool_at_save(tmp_path: Path
     hooks = [c["hook"] for c in _recorded(log)]
     assert hooks == ["run_started", "details_batch", "results_saved", "run_finished"]  # no second finish
     assert not (tmp_path / "out" / ".evalsink").exists()
+
+
+def test_samples_of_a_run_that_never_started_are_kept_at_exit(tmp_path: Path) -> None:
+    """Fewer samples than a flush, no ``with`` block and a crash before save(): the run had not
+    started (no flush yet), so the exit handler did not know it, and the samples were lost."""
+    log = tmp_path / "calls.jsonl"
+    script = textwrap.dedent(
+        """
+        import sys
+        from evalsink import EvaluationTracker
+        tracker = EvaluationTracker(
+            sys.argv[1], sinks=["recorder"], sink_config={"recorder": {"path": sys.argv[2]}}, run_id="early"
+        )
+        unused = EvaluationTracker(sys.argv[1], sinks=["recorder"], run_id="unused")  # nothing logged
+        for i in range(3):
+            tracker.details_logger.log("lighteval|t|0", {"query": f"q{i}"}, {}, {"acc": 1.0})
+        raise RuntimeError("the evaluation crashed")
+        """
+    )
+    done = _run(script, str(tmp_path / "out"), str(log), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "the evaluation crashed" in done.stderr
+    calls = _recorded(log)
+    assert [c["hook"] for c in calls] == ["run_started", "details_batch", "run_finished"]
+    assert calls[1]["queries"] == ["q0", "q1", "q2"]
+    assert calls[2]["status"] == "failed"
+    runs = tmp_path / "out" / ".evalsink" / "runs"
+    assert [path.name for path in runs.iterdir()] == ["early"]  # the unused tracker opened no run
+    (spool,) = (runs / "early").glob("details-*.jsonl")
+    assert len(spool.read_text(encoding="utf-8").splitlines()) == 3
+
+
+def test_the_local_sinks_last_flush_at_exit_is_quiet_and_recoverable(tmp_path: Path) -> None:
+    """Streaming had started; at exit the executors take no more work, and the last flush logged a
+    warning with a traceback ("cannot schedule new futures after shutdown")."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from evalsink import EvaluationTracker
+        tracker = EvaluationTracker(sys.argv[1], sinks=["local"], flush_every=4, run_id="crashed")
+        for i in range(10):
+            tracker.details_logger.log("lighteval|t|0", {"query": f"q{i}"}, {"text": ["x"]}, {"acc": 1.0})
+        raise RuntimeError("the evaluation crashed")
+        """
+    )
+    done = _run(script, str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "cannot schedule" not in done.stderr
+    assert "converting details while the run goes on failed" not in done.stderr
+    from evalsink.recovery import recover_run
+
+    assert recover_run(tmp_path / "out", "crashed").ok
+    (details,) = (tmp_path / "out" / "details").glob("**/*.parquet")
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(details).num_rows == 10

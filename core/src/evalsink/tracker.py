@@ -257,6 +257,7 @@ class EvaluationTracker:
         self._replay: list[DetailsBatch] = []
         if resume:
             self._restore(spool)
+        _BUILT.add(self)
 
     # -- construction ---------------------------------------------------------------------
     def _shared_run_id(self, run_id: str | None) -> str | None:
@@ -830,6 +831,9 @@ def _hub_missing(error: ModuleNotFoundError, method: str) -> None:
 
 
 _OPEN: set[EvaluationTracker] = set()
+_BUILT: weakref.WeakSet[EvaluationTracker] = weakref.WeakSet()
+"""Every tracker not yet started: one still holding samples at exit (fewer than a flush, no
+``with`` block, a crash before save()) is finished there too, else they were lost unrecorded."""
 
 
 def _remove_spool(spool: DetailSpool, folders: list[Path], owner: int | None = None) -> None:
@@ -856,7 +860,10 @@ def _close_open_runs() -> None:
     flushed samples wait, and the other runs are closed all the same — at exit there is no caller
     left to raise to, and Python would stop at the first error.
     """
-    for tracker in list(_OPEN):
+    unstarted = [
+        t for t in list(_BUILT) if not t._started and not t._finished and len(t.details_logger.spool)
+    ]
+    for tracker in [*_OPEN, *unstarted]:
         try:
             if not tracker._finished:
                 tracker.close(EvalsinkError("the process exited before the run was saved"))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -90,6 +91,11 @@ class LocalSink(Sink):
     def evalsink_details_batch(self, run: Run, batch: DetailsBatch) -> None:
         """Hand the batch to the streaming conversion. It is only a head start: if it cannot go
         on, it is stopped with a warning and save() converts every task from the spool."""
+        if not threading.main_thread().is_alive():
+            # the interpreter is exiting (the exit handler's last flush of a run never saved):
+            # executors take no work now, and the spool holds the batch for save() or a recovery
+            self._stop_streaming(None)
+            return
         try:
             if self._streaming is None and not self._streaming_off:
                 self._streaming = self._start_streaming(run)
@@ -99,14 +105,15 @@ class LocalSink(Sink):
         except Exception as exc:
             self._stop_streaming(exc)
 
-    def _stop_streaming(self, error: Exception) -> None:
-        logger.warning(
-            "local sink: converting details while the run goes on failed (%s: %s); every task "
-            "will be converted at save() instead",
-            type(error).__name__,
-            error,
-            exc_info=error,
-        )
+    def _stop_streaming(self, error: Exception | None) -> None:
+        if error is not None:
+            logger.warning(
+                "local sink: converting details while the run goes on failed (%s: %s); every task "
+                "will be converted at save() instead",
+                type(error).__name__,
+                error,
+                exc_info=error,
+            )
         streaming, self._streaming, self._streaming_off = self._streaming, None, True
         if streaming is not None:
             streaming.discard()
@@ -290,7 +297,8 @@ class LocalSink(Sink):
         for task_name, paths in list(fields.items())[:shown]:
             self.warn(
                 f"details of {task_name!r}: {', '.join(paths)} written as JSON text (values of several "
-                "types, empty objects, or nesting too deep for parquet; field metadata evalsink.encoding=json)"
+                "types, empty objects, or nesting too deep for parquet; field metadata "
+                "evalsink.encoding=json)"
             )
         if len(fields) > shown:
             self.warn(f"details of {len(fields) - shown} more task(s) have fields written as JSON text")
