@@ -159,7 +159,9 @@ def test_a_required_sink_failing_makes_save_raise_after_the_others(
     ):
         tracker.save()
     assert calls.hooks("recorder") == ["run_started", "details_batch", "results_saved", "run_finished"]
-    assert calls.of("run_finished", "recorder")[0]["status"] == "failed"
+    finished = calls.of("run_finished", "recorder")[0]
+    assert finished["status"] == "failed"
+    assert "required sink 'flaky' failed" in finished["error"]  # the error that fails save(), not None
     assert tracker.report is not None
     assert tracker.report.failed == ["flaky"]
 

@@ -452,13 +452,15 @@ class EvaluationTracker:
             self._manager.results_saved(self.run, results)
             self._report = self._make_report(results)
             self._refuse_logging(f"run {self.run_id!r} was saved")
+            # inside the try: run_finished then gets the error that fails save(), not None
+            self._manager.raise_required()
         except BaseException as exc:
             error = exc
             raise
         finally:
             if not self._in_context:
                 self.close(error)
-        self._manager.raise_required()
+        self._manager.raise_required()  # a required sink that failed in run_finished, just above
         return self._report
 
     def _save_shard(self) -> SaveReport:
