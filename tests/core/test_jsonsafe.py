@@ -149,6 +149,15 @@ def test_numpy_extended_precision_is_rounded_to_a_float_or_refused_by_name() -> 
         jsonsafe.dumps({"doc": {"z": np.clongdouble(1 + 2j)}})
 
 
+def test_a_signalling_nan_decimal_is_refused_saying_why() -> None:
+    """The message was orjson's "Type is not JSON serializable: decimal.Decimal", as if no Decimal
+    could be written."""
+    with pytest.raises(
+        EncodeError, match=r"cannot encode doc\.d as JSON: a signalling NaN \(Decimal\('sNaN'\)\)"
+    ):
+        jsonsafe.dumps({"doc": {"d": Decimal("sNaN")}})
+
+
 def test_numpy_arrays_become_arrays() -> None:
     matrix = np.arange(6, dtype=np.int64).reshape(2, 3)
     value = {

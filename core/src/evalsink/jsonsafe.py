@@ -126,6 +126,8 @@ def _default(value: Any) -> Any:
         except TypeError:
             return list(value)
     if isinstance(value, Decimal):
+        if value.is_snan():  # float() refuses it, and orjson's message would blame Decimal itself
+            raise _RefusedError("a signalling NaN (Decimal('sNaN')) has no JSON form")
         return float(value)
     if isinstance(value, PurePath):
         return str(value)
