@@ -91,11 +91,15 @@ def test_the_push_command(tmp_path: Path) -> None:
     assert failed.returncode == 1
     assert "flaky: failed" in failed.stdout
 
-    refused = run_cli("push", str(tmp_path), "--to", "local")
+    refused = run_cli("push", str(tmp_path), "--to", "local")  # refused before a bar is drawn
     assert refused.returncode == 2
-    assert refused.stderr.strip() == (
-        "evalsink: error: the local sink is where a pushed run is read from; push to the other sinks"
+    assert refused.stderr == (
+        "evalsink: error: the local sink is where a pushed run is read from; push to the other sinks\n"
     )
+    missing = run_cli("push", str(tmp_path), "--to", "no-such-sink")
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("evalsink: error: sink 'no-such-sink' is not installed")
+    assert missing.stderr.count("\n") == 1
     nothing = run_cli(
         "push", str(tmp_path / "results" / "org" / "pushed"), "--to", "recorder", "--date", "1999"
     )

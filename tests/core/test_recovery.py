@@ -274,6 +274,12 @@ def test_the_recover_command(tmp_path: Path) -> None:
     again = run_cli("recover", str(output))
     assert (again.returncode, again.stdout.strip()) == (0, "no run to recover")
 
+    a_file = tmp_path / "results.json"
+    a_file.write_text("{}", encoding="utf-8")
+    for path, why in [(a_file, "a file, not an output folder"), (tmp_path / "nowhere", "no such folder")]:
+        wrong = run_cli("recover", str(path))
+        assert (wrong.returncode, wrong.stderr) == (2, f"evalsink: error: {path}: {why}\n")
+
 
 def test_the_recover_command_exits_1_when_a_sink_fails(tmp_path: Path) -> None:
     child = start_child(tmp_path, "cli2", count=10_000, flush_every=10)

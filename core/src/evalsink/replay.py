@@ -66,6 +66,17 @@ class SavedRun:
         return sum(pq.read_metadata(path).num_rows for path in self.details_files().values())
 
 
+def check_targets(sinks: Sequence[str]) -> None:
+    """Refuse sinks that would fail every push, before any run is read (or a progress bar drawn)."""
+    from evalsink.discovery import find_sinks
+
+    if "local" in sinks:
+        raise EvalsinkError("the local sink is where a pushed run is read from; push to the other sinks")
+    if not sinks:
+        raise EvalsinkError("no sink to push to")
+    find_sinks(list(sinks))  # not installed, or claimed twice
+
+
 def replay_run(
     saved: SavedRun,
     sinks: Sequence[str],
@@ -79,10 +90,7 @@ def replay_run(
     from evalsink.tracker import EvaluationTracker
     from evalsink_local.reader import iter_details
 
-    if "local" in sinks:
-        raise EvalsinkError("the local sink is where a pushed run is read from; push to the other sinks")
-    if not sinks:
-        raise EvalsinkError("no sink to push to")
+    check_targets(sinks)
     details = saved.details_files()
     tracker = EvaluationTracker(
         saved.output_dir,

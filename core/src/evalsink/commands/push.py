@@ -42,9 +42,10 @@ def push(
     the evaluation; its results are sent unchanged, under its original date id. Exit code 1 when
     a sink failed (the files on disk are untouched: push again).
     """
-    from evalsink.replay import replay_run, saved_runs
+    from evalsink.replay import check_targets, replay_run, saved_runs
 
     names = [name.strip() for name in sinks.split(",") if name.strip()]
+    check_targets(names)
     runs = saved_runs(path, model=model, date=date, every=every)
     options = {"hub_results_org": hub_results_org or "", "public": public}
     failed = False

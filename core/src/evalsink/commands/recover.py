@@ -39,7 +39,8 @@ def recover(output_dir: str, run_ids: tuple[str, ...], sinks: str, list_only: bo
     from evalsink.recovery import find_runs, recover_run, runs_folder
 
     if "://" not in output_dir and not Path(output_dir).is_dir():
-        raise EvalsinkError(f"{output_dir}: no such folder")
+        what = "a file, not an output folder" if Path(output_dir).exists() else "no such folder"
+        raise EvalsinkError(f"{output_dir}: {what}")
     runs = find_runs(output_dir)
     if run_ids:
         unknown = sorted(set(run_ids) - {run.run_id for run in runs})
