@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import pytest
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from evalsink.config import build_config, env_prefix, env_values
 from evalsink.errors import SinkConfigError
@@ -196,3 +196,54 @@ def test_a_sinks_own_check_reads_as_the_sink_wrote_it() -> None:
     with pytest.raises(SinkConfigError) as info:
         build_config("checked", Checked, {"project": "p", "url": "ftp://x"}, environ={})
     assert str(info.value) == "sink 'checked': invalid config: url='ftp://x': give an http(s) URL"
+
+
+class _Auth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: str
+    password: SecretStr
+
+
+class _Plain(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+
+
+class _Nested(SinkConfig):
+    auth: _Auth | None = None
+    auths: list[_Auth] = Field(default_factory=list)
+    by_host: dict[str, _Auth | None] = Field(default_factory=dict)
+    plain: _Plain | None = None
+    endpoint: str = Field(default="https://x", pattern=r"^https://")
+
+
+def test_a_nested_model_field_takes_json_from_the_environment() -> None:
+    """A model field was refused from the environment ("Input should be a valid dictionary or
+    instance of _Auth"): only list and dict fields had their JSON decoded."""
+    config = build_config("nest", _Nested, None, {"EVALSINK_NEST__AUTH": '{"user": "u", "password": "p"}'})
+    assert isinstance(config, _Nested)
+    assert config.auth is not None
+    assert (config.auth.user, config.auth.password.get_secret_value()) == ("u", "p")
+
+
+@pytest.mark.parametrize("key", ["auth", "auths", "by_host"])
+def test_a_value_whose_field_holds_a_nested_secret_is_not_echoed(key: str) -> None:
+    """The secret check looked at the top-level type only: a nested model's password was printed
+    with the rest of the value that failed to validate."""
+    with pytest.raises(SinkConfigError) as info:
+        build_config("nest", _Nested, {key: "me LEAKED_PW", "plain": 3}, environ={})
+    message = str(info.value)
+    assert "LEAKED_PW" not in message
+    assert f"{key}: " in message
+    assert "plain=3: " in message  # a nested model without secrets still shows what was given
+    with pytest.raises(SinkConfigError) as info:
+        build_config("nest", _Nested, None, {f"EVALSINK_NEST__{key.upper()}": "LEAKED_PW"})
+    assert "LEAKED_PW" not in str(info.value)
+
+
+def test_a_urls_password_is_not_echoed_in_an_error() -> None:
+    with pytest.raises(SinkConfigError) as info:
+        build_config("nest", _Nested, {"endpoint": "http://alice:URL_PW@host/api"}, environ={})
+    message = str(info.value)
+    assert "URL_PW" not in message
+    assert "endpoint='http://alice:**********@host/api': " in message

@@ -20,12 +20,14 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from core_helpers import run_cli
-from evalsink_recorder import CALLS
+from evalsink_recorder import CALLS, RecorderConfig
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from evalsink import EvaluationTracker
-from evalsink.errors import EvalsinkError
-from evalsink.manifest import RunState, manifest_path, read_manifest
+from evalsink.errors import EvalsinkError, SinkConfigError
+from evalsink.manifest import RunManifest, RunState, manifest_path, read_manifest
 from evalsink.recovery import find_runs, recover_all, recover_run
+from evalsink.sink import SinkConfig
 
 TASK = "lighteval|crash:test|0"
 
@@ -489,7 +491,6 @@ def test_an_infinite_option_is_stored_as_infinite() -> None:
 
 
 def test_secret_options_are_never_stored() -> None:
-    from pydantic import SecretStr
 
     from evalsink.config import build_config, public_options
     from evalsink.sink import SinkConfig
@@ -519,3 +520,141 @@ def test_options_without_a_json_form_are_not_stored_and_do_not_stop_the_tracker(
 
     config = build_config("cl", WithClient, {"client": Client(), "name": "y"}, environ={})
     assert public_options(config) == {"name": "y"}
+
+
+class _Auth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: str
+    password: SecretStr
+
+
+class _AuditedRecorderConfig(RecorderConfig):
+    """The recorder's config with a nested secret, a URL option and a list; every instance built
+    is kept in ``BUILT``, so a test sees the config a recovered sink got."""
+
+    auth: _Auth | None = None
+    endpoint: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _keep(self) -> _AuditedRecorderConfig:
+        BUILT.append(self)
+        return self
+
+
+BUILT: list[_AuditedRecorderConfig] = []
+
+
+@pytest.fixture
+def audited_recorder(monkeypatch: pytest.MonkeyPatch) -> list[_AuditedRecorderConfig]:
+    import evalsink_recorder
+
+    monkeypatch.setattr(evalsink_recorder.RecorderSink, "config_model", _AuditedRecorderConfig)
+    BUILT.clear()
+    return BUILT
+
+
+def killed_run(output: Path, run_id: str, recorder: dict[str, Any]) -> RunManifest:
+    """A run of the local and recorder sinks that crashed after one flushed sample; its manifest."""
+    tracker = EvaluationTracker(
+        output, sinks=["local", "recorder"], run_id=run_id, sink_config={"recorder": recorder}
+    )
+    tracker.details_logger.log(TASK, {"query": "q"}, {"input": "p"}, {"acc": 1.0})
+    tracker.metrics_logger.log(TASK, {"acc": 1.0})
+    tracker.close(RuntimeError("the evaluation crashed"))
+    [manifest] = find_runs(output)[0].manifests
+    assert manifest is not None
+    return manifest
+
+
+def test_options_holding_a_secret_anywhere_are_never_stored(caplog: pytest.LogCaptureFixture) -> None:
+    """A nested secret was stored as '**********', which the recovery then gave the sink as its password."""
+    from evalsink.config import build_config, public_options
+
+    class Pair(BaseModel):
+        name: str
+        key: SecretStr | None = None
+
+    class Deep(SinkConfig):
+        pairs: list[Pair] = Field(default_factory=list)
+        anything: dict[str, Any] = Field(default_factory=dict)
+        label: str = "x"
+
+    options = {
+        "pairs": [{"name": "a"}],  # no secret given, but its type holds one: the env gives it again
+        "anything": {"inner": SecretStr("ANY_PW")},
+        "label": "y",
+    }
+    with caplog.at_level("INFO", logger="evalsink"):
+        assert public_options(build_config("deep", Deep, options, environ={})) == {"label": "y"}
+    assert "option 'anything' is not kept for recovery: it holds a secret" in caplog.text
+    assert "option 'pairs' is not kept" in caplog.text
+
+
+def test_options_with_a_credential_in_their_value_are_not_stored(caplog: pytest.LogCaptureFixture) -> None:
+    """A URL's password in a plain ``str`` option was written to the manifest in clear text."""
+    from evalsink.config import build_config, public_options
+
+    class Remote(SinkConfig):
+        endpoint: str | None = None
+        model_args: str = ""
+        headers: dict[str, str] = Field(default_factory=dict)
+        mirror: str | None = None
+        api_key: str | None = None  # should be a SecretStr; its name says what it holds
+
+    options = {
+        "api_key": "NAMED_PW",
+        "endpoint": "http://alice:URL_PW@host/api",
+        "model_args": "pretrained=m,api_key=ARGS_PW",
+        "headers": {"Authorization": "Bearer HEADER_PW"},
+        "mirror": "https://alice@host/api",  # a user without a password is no credential
+    }
+    with caplog.at_level("INFO", logger="evalsink"):
+        assert public_options(build_config("remote", Remote, options, environ={})) == {
+            "mirror": "https://alice@host/api"
+        }
+    assert "option 'endpoint' is not kept for recovery: its value holds a credential" in caplog.text
+    assert "_PW" not in caplog.text
+
+
+def test_secrets_left_out_of_the_manifest_come_from_the_environment_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, audited_recorder: list[_AuditedRecorderConfig]
+) -> None:
+    auth = {"user": "me", "password": "NESTED_PW"}
+    url = "http://alice:URL_PW@host/api"
+    manifest = killed_run(tmp_path, "secrets", {"auth": auth, "endpoint": url, "label": "mine"})
+    assert manifest.sink_options["recorder"] == {"label": "mine"}
+    [meta] = (tmp_path / ".evalsink").glob("runs/secrets/*.meta.json")
+    stored = meta.read_text(encoding="utf-8")
+    assert "NESTED_PW" not in stored
+    assert "URL_PW" not in stored
+    assert "**********" not in stored
+
+    monkeypatch.setenv("EVALSINK_RECORDER__AUTH", json.dumps(auth))
+    monkeypatch.setenv("EVALSINK_RECORDER__ENDPOINT", url)
+    audited_recorder.clear()
+    assert recover_run(tmp_path, "secrets", sinks=("local", "recorder")).ok
+    [config] = audited_recorder
+    assert config.auth is not None
+    assert config.auth.password.get_secret_value() == "NESTED_PW"
+    assert (config.endpoint, config.label) == (url, "mine")
+
+
+def test_the_recovery_reads_the_environment_as_a_run_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, audited_recorder: list[_AuditedRecorderConfig]
+) -> None:
+    """The recovery merged the raw ``EVALSINK_<SINK>__*`` strings into the config itself: a JSON
+    list was refused, and a bad value was named as an option, not as the variable that set it."""
+    killed_run(tmp_path, "envrun", {"tags": ["stored"], "label": "stored"})
+    monkeypatch.setenv("EVALSINK_RECORDER__TAGS", '["x", "y"]')
+    monkeypatch.setenv("EVALSINK_RECORDER__LABEL", "from-env")
+    monkeypatch.setenv("EVALSINK_LOCAL__ROW_GROUP_SIZE", "abc")
+    with pytest.raises(SinkConfigError, match=r"EVALSINK_LOCAL__ROW_GROUP_SIZE='abc': Input should be"):
+        recover_run(tmp_path, "envrun", sinks=("local", "recorder"))
+
+    monkeypatch.delenv("EVALSINK_LOCAL__ROW_GROUP_SIZE")
+    audited_recorder.clear()
+    given = {"recorder": {"label": "given"}}
+    assert recover_run(tmp_path, "envrun", sinks=("local", "recorder"), sink_config=given).ok
+    [config] = audited_recorder
+    assert (config.tags, config.label) == (["x", "y"], "given")  # stored < environment < given

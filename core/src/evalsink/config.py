@@ -69,19 +69,33 @@ def public_options(config: SinkConfig) -> dict[str, Any]:
     """The options the user set (defaults left to the sink), as JSON values, without secrets.
 
     An option that has no JSON form (a client object in a third-party sink's config) is left
-    out: a recovery cannot rebuild it, and it must not keep the tracker from starting.
+    out: a recovery cannot rebuild it, and it must not keep the tracker from starting. So is one
+    that can hold a secret anywhere inside (a ``SecretStr``, a nested model with one), and one
+    whose value carries a credential in clear text (a URL's password, ``api_key=...``, a
+    secret-looking name; see :func:`evalsink.jsonsafe.redact_secrets`): stored masked, the
+    recovery would hand the sink ``'**********'`` as its password. The recovery's environment or
+    ``sink_config`` gives those again.
     """
     from pydantic_core import PydanticSerializationError
 
+    from evalsink.jsonsafe import redact_secrets
+
+    log = logging.getLogger("evalsink")
     fields = type(config).model_fields
     options: dict[str, Any] = {}
-    for name in sorted(config.model_fields_set):
-        if name not in fields or _is_secret(fields[name].annotation):
+    for name in sorted(config.model_fields_set & set(fields)):
+        if _holds_secret(fields[name].annotation) or _has_secret_value(getattr(config, name)):
+            log.info("option %r is not kept for recovery: it holds a secret", name)
             continue
         try:
-            options.update(_finite(config.model_dump(mode="json", include={name})))
+            option = _finite(config.model_dump(mode="json", include={name}))
         except PydanticSerializationError as exc:  # no JSON form: not kept, see above
-            logging.getLogger("evalsink").info("option %r is not kept for recovery: %s", name, exc)
+            log.info("option %r is not kept for recovery: %s", name, exc)
+            continue
+        if redact_secrets(option) != option:
+            log.info("option %r is not kept for recovery: its value holds a credential", name)
+            continue
+        options.update(option)
     return options
 
 
@@ -100,15 +114,47 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _is_secret(annotation: Any) -> bool:
+def _holds_secret(annotation: Any, seen: frozenset[type] = frozenset()) -> bool:
+    """Whether a field of this type can hold a secret anywhere inside: a ``SecretStr``, or a
+    nested model with one, also inside an Optional, a union, a list or a dict.
+
+    A nested secret is as secret as a top-level one: its value must be neither echoed in an
+    error nor stored in the manifest.
+    """
+    import typing
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        inner = seen | {annotation}
+        return annotation not in seen and any(
+            _holds_secret(field.annotation, inner) for field in annotation.model_fields.values()
+        )
+    args = typing.get_args(annotation)
+    if args:
+        return any(_holds_secret(arg, seen) for arg in args)
     return "Secret" in repr(annotation)
 
 
-def _json_container(text: str, annotation: Any) -> Any:
-    """An environment value for a list or dict field, written as JSON (``'["a", "b"]'``), decoded.
+def _has_secret_value(value: Any) -> bool:
+    """Whether a value holds a pydantic secret, for a field whose type does not say so (``Any``)."""
+    from pydantic import BaseModel, Secret, SecretBytes, SecretStr
 
-    Environment values are strings, which pydantic cannot turn into a list or a dict: such fields
-    could not be set from the environment at all (or, with a comma-splitting validator, a JSON
+    if isinstance(value, (SecretStr, SecretBytes, Secret)):
+        return True
+    if isinstance(value, BaseModel):
+        value = dict(value)
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    return isinstance(value, (list, tuple, set, frozenset)) and any(_has_secret_value(item) for item in value)
+
+
+def _json_container(text: str, annotation: Any) -> Any:
+    """An environment value for a list, dict or nested-model field, written as JSON
+    (``'["a", "b"]'``, ``'{"user": "u"}'``), decoded.
+
+    Environment values are strings, which pydantic cannot turn into a list, a dict or a model: such
+    fields could not be set from the environment at all (or, with a comma-splitting validator, a JSON
     list became the tags ``['["a"', '"b"]']``). Anything that is not JSON of that shape stays text.
     """
     if not text.lstrip().startswith(("[", "{")) or not _takes_container(annotation):
@@ -126,8 +172,12 @@ def _takes_container(annotation: Any) -> bool:
     from collections.abc import Mapping as AbcMapping
     from collections.abc import Sequence as AbcSequence
 
+    from pydantic import BaseModel
+
     origin = typing.get_origin(annotation)
     if annotation in (list, dict, set, tuple) or origin in (list, dict, set, tuple, AbcMapping, AbcSequence):
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return True
     return any(_takes_container(arg) for arg in typing.get_args(annotation))
 
@@ -147,7 +197,10 @@ def _did_you_mean(key: str, valid: list[str]) -> str:
 def _describe(
     error: Any, sink_name: str, model: type[SinkConfig], from_env: Mapping[str, str], given: Mapping[str, Any]
 ) -> str:
-    """One validation problem, naming the option as the user set it and, unless secret, its value."""
+    """One validation problem, naming the option as the user set it and, unless its field can hold a
+    secret, its value (less any credential written into it, a URL's password say)."""
+    from evalsink.jsonsafe import redact_secrets
+
     location = [str(part) for part in error["loc"]]
     message = _without_prefix(error)
     if not location:  # a check of the whole config: the sink's own words say what is missing
@@ -155,9 +208,9 @@ def _describe(
     key = location[0]
     where = ".".join([_source(sink_name, key, from_env, given).strip("'"), *location[1:]])
     field = model.model_fields.get(key)
-    secret = field is not None and _is_secret(field.annotation)
+    secret = field is not None and _holds_secret(field.annotation)
     if len(location) == 1 and not secret and error["type"] != "missing" and "input" in error:
-        where += f"={error['input']!r}"
+        where += f"={redact_secrets(error['input'])!r}"
     return f"{where}: {message}"
 
 

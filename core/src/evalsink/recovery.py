@@ -228,7 +228,11 @@ def _as_the_run_had_them(
 ) -> dict[str, Any]:
     """Each sink's config for the recovery: the run's own options (its manifest), under the
     environment's, under what the recovery is given. A run with a ``details_path_template`` or
-    ``zstd`` compression was otherwise recovered to the default place and codec."""
+    ``zstd`` compression was otherwise recovered to the default place and codec.
+
+    The environment is left to :func:`evalsink.config.build_config`, as in any run (JSON for a
+    list or a model, errors naming the variable): a stored option it sets is only left out here.
+    """
     from evalsink.config import env_values
 
     given = dict(sink_config or {})
@@ -236,7 +240,9 @@ def _as_the_run_had_them(
     for name in sinks:
         own = given.get(name)
         if name in stored and (own is None or isinstance(own, Mapping)):
-            given[name] = {**_still_known(name, stored[name]), **env_values(name), **(own or {})}
+            from_env = env_values(name)
+            run_had = {key: value for key, value in stored[name].items() if key not in from_env}
+            given[name] = {**_still_known(name, run_had), **(own or {})}
     return given
 
 
