@@ -90,8 +90,12 @@ def test_the_stored_login_is_used_when_hf_token_is_unset(
 @pytest.mark.parametrize(
     ("hub", "complaint"),
     [
-        ({"repo_id": "no-namespace"}, "is not a repository id of the form 'org/name'"),
-        ({"results_repo_id": "a/b/c"}, "is not a repository id of the form 'org/name'"),
+        ({"repo_id": "no-namespace"}, "it is not of the form 'org/name'"),
+        ({"results_repo_id": "a/b/c"}, "it is not of the form 'org/name'"),
+        ({"repo_id": "org/details_模型"}, "its name 'details_模型' holds '型模'"),
+        ({"repo_id": "org/models--x"}, "its name 'models--x' holds '--' or '..'"),
+        ({"results_repo_id": "my org/results"}, "its namespace 'my org' holds ' '"),
+        ({"org": "my-org-"}, "'my-org-' is not a valid Hub namespace: it starts or ends with '-' or '.'"),
         ({"commit_message": "run {run_id}"}, "unknown placeholder(s) run_id"),
         ({"gated": "yes"}, "gated"),
         ({"retry_attempts": 0}, "retry_attempts"),

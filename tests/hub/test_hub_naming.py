@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import pytest
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from evalsink.paths import task_file_part
 from evalsink_hub.naming import (
@@ -12,7 +17,10 @@ from evalsink_hub.naming import (
     config_names,
     details_path,
     details_repo_id,
+    details_repo_name,
+    lighteval_repo_name,
     parse_repo_files,
+    repo_id_problem,
     split_name,
 )
 
@@ -32,13 +40,153 @@ def test_repository_named_as_lighteval_private_unless_public() -> None:
     assert details_repo_id("me", "gpt2", public=True) == "me/details_gpt2"
 
 
-def test_characters_the_hub_refuses_in_a_repository_name_become_underscores() -> None:
-    assert details_repo_id("org", "org/model:v1 final", public=True) == "org/details_org__model_v1_final"
+def test_characters_the_hub_refuses_in_a_repository_name_become_underscores_plus_a_hash() -> None:
+    name = details_repo_id("org", "org/model:v1 final", public=True)
+    assert name == f"org/details_org__model_v1_final_{digest('org/model:v1 final')}"
 
 
-def test_a_repository_name_too_long_for_the_hub_asks_for_a_repo_id() -> None:
-    with pytest.raises(ValueError, match="give the hub sink an explicit repo_id"):
-        details_repo_id("org", "o/" + "m" * 90, public=True)
+# Model names whose lighteval repository name the Hub refuses (found by an audit: each failed only
+# at the push after the evaluation, and so did the push_run the error advised).
+AWKWARD_MODELS = [
+    "org/sub/model ü",  # a space, and a letter Python's \w takes but the Hub does not
+    "org/模型",
+    "models--org--name",  # a Hugging Face cache folder name: "--" is refused
+    "org/model..v2",
+    "org/model-",  # public: the name would end with "-"
+    "org/model.",
+    "org/repo.git",
+    "o/" + "m" * 90,  # longer than the Hub's 96 characters
+    "ﬁne-tuned/Ｍｏｄｅｌ",  # compatibility characters: NFKD gives ASCII
+    "/data/ckpt/model\n",
+    "",
+]
+
+
+@pytest.mark.parametrize("model", AWKWARD_MODELS)
+@pytest.mark.parametrize("public", [False, True])
+def test_every_model_name_gives_a_repository_id_huggingface_hub_accepts(model: str, public: bool) -> None:
+    validate_repo_id(details_repo_id("org", model, public))
+
+
+@pytest.mark.parametrize(
+    ("model", "public", "expected"),
+    [
+        ("org/sub/model ü", False, "details_org__sub__model_u_{}_private"),
+        ("org/模型", True, "details_org____{}"),
+        ("models--org--name", False, "details_models-org-name_{}_private"),
+        ("org/model..v2", True, "details_org__model.v2_{}"),
+        ("org/model-", True, "details_org__model-_{}"),
+        ("ﬁne-tuned/Ｍｏｄｅｌ", True, "details_fine-tuned__Model_{}"),
+    ],
+)
+def test_a_refused_name_is_made_readable_and_told_apart_by_a_hash(
+    model: str, public: bool, expected: str
+) -> None:
+    assert details_repo_name(model, public) == expected.format(digest(model))
+
+
+def test_a_name_too_long_for_the_hub_is_shortened_and_keeps_its_hash_and_suffix() -> None:
+    long_a, long_b = "o/" + "m" * 90 + "a", "o/" + "m" * 90 + "b"
+    name_a, name_b = details_repo_name(long_a, False), details_repo_name(long_b, False)
+    assert len(name_a) == 96
+    assert name_a.endswith(f"_{digest(long_a)}_private")
+    assert name_a != name_b
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["/data/ckpt/model", "org/-model", "org/.model", "org/model-", "org/model.", "A.B_c-9", "_"],
+)
+def test_a_name_the_hub_takes_is_lightevals_exactly_even_when_it_looks_odd(model: str) -> None:
+    """lighteval compatibility: these repositories exist (lighteval pushed to them): same name."""
+    for public in (False, True) if model[-1] not in "-." else (False,):
+        assert details_repo_name(model, public) == lighteval_repo_name(model, public)
+        assert details_repo_name(model, public) == (
+            f"details_{model.replace('/', '__')}{'' if public else '_private'}"
+        )
+
+
+# text biased towards what makes names awkward: refused ASCII, runs of - and ., non-ASCII letters
+MODEL_NAMES = st.text(
+    st.one_of(
+        st.sampled_from("abcXYZ019_-./ :|~"),
+        st.characters(codec="utf-8"),
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(model=MODEL_NAMES, public=st.booleans())
+def test_property_every_model_name_gives_a_valid_repository_id(model: str, public: bool) -> None:
+    repo_id = details_repo_id("org", model, public)
+    validate_repo_id(repo_id)
+    lightevals = lighteval_repo_name(model, public)
+    if _hub_takes(f"org/{lightevals}"):
+        assert repo_id == f"org/{lightevals}"  # lighteval's repository, as lighteval named it
+    else:
+        assert repo_id.endswith(f"_{digest(model)}{'' if public else '_private'}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(first=MODEL_NAMES, second=MODEL_NAMES, public=st.booleans())
+def test_property_a_renamed_model_never_shares_a_repository(first: str, second: str, public: bool) -> None:
+    """Two models share a repository only when lighteval's own naming maps them together (``a/b``
+    and ``a__b``): a name changed for the Hub carries its model's hash."""
+    renamed = [
+        model
+        for model in (first, second)
+        if details_repo_name(model, public) != lighteval_repo_name(model, public)
+    ]
+    if renamed and first != second:
+        assert details_repo_name(first, public) != details_repo_name(second, public)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    repo_id=st.text(st.sampled_from("aZ9_-./ ü"), max_size=12)
+    | st.builds(lambda a, b: f"{a}/{b}", st.text(max_size=100), st.text(max_size=100))
+)
+def test_property_the_names_rules_are_huggingface_hubs(repo_id: str) -> None:
+    """The checks made at construction (without importing huggingface_hub) agree with it."""
+    if repo_id.count("/") != 1:
+        assert repo_id_problem(repo_id) is not None
+        return
+    assert (repo_id_problem(repo_id) is None) == _hub_takes(repo_id)
+
+
+@pytest.mark.parametrize(
+    ("repo_id", "complaint"),
+    [
+        ("my org/x", "its namespace 'my org' holds ' '"),
+        ("org/x--y", "its name 'x--y' holds '--' or '..'"),
+        ("org/x.git", "its name 'x.git' ends with '.git'"),
+        ("-org/x", "its namespace '-org' starts or ends with '-' or '.'"),
+        ("o" * 97 + "/x", "is longer than 96 characters"),
+        ("org/a/b", "it is not of the form 'org/name'"),
+    ],
+)
+def test_a_refused_repository_id_is_said_why(repo_id: str, complaint: str) -> None:
+    assert complaint in (repo_id_problem(repo_id) or "")
+    with pytest.raises(HFValidationError):
+        validate_repo_id(repo_id)
+
+
+def test_an_org_the_hub_refuses_fails_when_the_name_is_built() -> None:
+    with pytest.raises(ValueError, match="its namespace 'my org' holds ' '"):
+        details_repo_id("my org", "org/model", public=False)
+
+
+def digest(model: str) -> str:
+    return hashlib.sha1(model.encode("utf-8")).hexdigest()[:8]
+
+
+def _hub_takes(repo_id: str) -> bool:
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return False
+    return True
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 from huggingface_hub import HfApi
 from loopback_hub import DUMMY_TOKEN, LoopbackHub
@@ -389,6 +390,43 @@ def test_a_refused_commit_is_not_retried_and_says_nothing_landed(
     assert data_commits(loopback_hub) == []
 
 
+def test_a_commit_the_hub_answers_with_an_error_says_nothing_landed(
+    tmp_path: Path, loopback_hub: LoopbackHub
+) -> None:
+    """A 503 is the Hub's answer that the commit was not made: the message must not say it may have
+    landed (it said so after any 5xx)."""
+    loopback_hub.fail_next(100, 503, method="POST", path_contains="/commit/main")
+    report = evaluate(tmp_path, tensorboard={"retry_attempts": 2})
+
+    assert report.failed == ["tensorboard"]
+    [error] = report["tensorboard"].errors
+    assert "503" in error
+    assert f"Nothing was committed to {REPO}" in error
+    assert "may have landed" not in error
+    assert statuses(loopback_hub, "/commit/main") == [503, 503]
+    assert data_commits(loopback_hub) == []
+
+
+def test_a_commit_whose_answer_never_comes_says_it_may_have_landed(
+    tmp_path: Path, loopback_hub: LoopbackHub
+) -> None:
+    # both commits are held 1 s, past the client's 0.3 s: the first lands late, the second is then
+    # refused (stale parent); the client saw neither answer
+    loopback_hub.hang_next(2, 1.0, method="POST", path_contains="/commit/main")
+    report = evaluate(tmp_path, tensorboard={"timeout": 0.3, "retry_attempts": 2})
+    time.sleep(1.5)  # let the held requests finish on the server
+
+    assert report.failed == ["tensorboard"]
+    [error] = report["tensorboard"].errors
+    assert "A commit was sent and its answer was lost, so it may have landed" in error
+    assert f"Nothing was committed to {REPO}" not in error
+    [commit] = data_commits(loopback_hub)  # it had landed: pushing again finds nothing to upload
+    again = push_logs(tmp_path / "tb", REPO, run_name=RUN, config=FAST)
+    assert again.commit_url is None
+    assert again.uploaded == ()
+    assert data_commits(loopback_hub) == [commit]
+
+
 def test_a_commit_whose_answer_is_lost_is_not_committed_twice(
     tmp_path: Path, loopback_hub: LoopbackHub
 ) -> None:
@@ -518,3 +556,45 @@ def test_files_are_compared_by_git_blob_id_or_by_sha256_when_stored_in_lfs() -> 
     stored = RepoFile(path="tb/r/f", size=len(data), oid="0" * 40, lfs=lfs)  # oid: the pointer's
     assert repo_file_matches(stored, data)
     assert not repo_file_matches(stored, b"other bytes")
+
+
+class _AnsweredError(Exception):
+    """An HTTP error as huggingface_hub raises it: the answer's status on ``.response``."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.response = SimpleNamespace(status_code=status)
+
+
+@pytest.mark.parametrize(
+    ("error", "lost"),
+    [
+        (_AnsweredError(502), True),  # a gateway: the Hub's answer is unknown
+        (_AnsweredError(504), True),
+        (_AnsweredError(500), False),  # the Hub's own answer: not committed
+        (_AnsweredError(503), False),
+        (_AnsweredError(403), False),
+        (httpx.ReadTimeout("timed out"), True),
+        (httpx.RemoteProtocolError("Server disconnected without sending a response"), True),
+        (TimeoutError(), True),
+        (httpx.ConnectError("[Errno 111] Connection refused"), False),  # never sent
+        (httpx.ConnectTimeout("timed out"), False),
+        (ValueError("a bug before the request"), False),
+    ],
+    ids=repr,
+)
+def test_only_an_answer_that_never_came_leaves_a_commit_open(error: BaseException, lost: bool) -> None:
+    from evalsink_tensorboard.push import answer_lost
+
+    assert answer_lost(error) is lost
+
+
+def test_a_repository_the_hub_refuses_fails_when_the_tracker_is_built(
+    tmp_path: Path, loopback_hub: LoopbackHub
+) -> None:
+    """Not at the push after the evaluation: ``my org/tensorboard_logs`` is no repository id."""
+    with pytest.raises(SinkConfigError, match="its namespace 'my org' holds ' '"):
+        evaluate(tmp_path, hub_results_org="my org")
+    with pytest.raises(ValueError, match="cannot be a Hub repository id"):
+        push_logs(tmp_path / "tb", "org/logs--x", run_name=RUN)
+    assert loopback_hub.requests == []

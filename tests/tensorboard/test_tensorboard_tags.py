@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tb_helpers import ANATOMY, ASTRONOMY, PLAIN, log_evaluation, read_events, text_of
 
-from evalsink import EvaluationTracker
+from evalsink import EvaluationTracker, SaveReport
 
 # results key, metric -> the tag lighteval's push_to_tensorboard gave it (after tensorboardX's cleaning)
 EXPECTED_TAGS = {
@@ -81,10 +81,15 @@ def test_push_to_tensorboard_enables_the_sink_and_prefix_is_lightevals(tmp_path:
     assert "ckpt/mmlu/acc" in events.Tags()["scalars"]
 
 
+def tensorboard_warnings(report: SaveReport) -> list[str]:
+    """The report's warnings given by the tensorboard sink."""
+    return [warning for warning in report.warnings if warning.startswith("tensorboard: ")]
+
+
 def test_null_values_are_skipped_and_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with EvaluationTracker(tmp_path, sinks=["tensorboard"]) as tracker:
         tracker.metrics_logger.log(PLAIN, {"acc": 1.0, "f1": math.nan})
-        with caplog.at_level(logging.WARNING, logger="evalsink.tensorboard"):
+        with caplog.at_level(logging.WARNING, logger="evalsink"):
             report = tracker.save()
 
     assert report.ok, str(report)
@@ -92,7 +97,80 @@ def test_null_values_are_skipped_and_said(tmp_path: Path, caplog: pytest.LogCapt
     scalars = read_events(tmp_path / "tb" / "eval").Tags()["scalars"]
     assert "eval/plain/acc" in scalars
     assert not [tag for tag in scalars if tag.endswith("/f1")]
-    assert f"not written: {PLAIN}/f1" in caplog.text
+    said = f"2 null (NaN/inf) value(s) not written: {PLAIN}/f1, all/f1"
+    assert tensorboard_warnings(report) == [f"tensorboard: {said}"]  # in the report, not only logged
+    assert report["tensorboard"].warnings == [said]
+    assert said in caplog.text
+
+
+def test_a_value_left_out_for_a_tag_collision_is_said_in_the_report(tmp_path: Path) -> None:
+    """``acc:x`` and ``acc_x`` both become tag ``eval/plain/acc_x``: the report says which is missing."""
+    with EvaluationTracker(tmp_path, sinks=["tensorboard"]) as tracker:
+        tracker.metrics_logger.log(PLAIN, {"acc_x": 1.0, "acc:x": 0.5})
+        report = tracker.save()
+
+    assert report.ok, str(report)
+    [point] = read_events(tmp_path / "tb" / "eval").Scalars("eval/plain/acc_x")
+    assert point.value == 1.0
+    assert (
+        f"tensorboard: {PLAIN}/acc:x not written: tag 'eval/plain/acc_x' is already used"
+        in tensorboard_warnings(report)
+    )
+
+
+def test_values_float32_cannot_hold_are_not_written_as_inf_and_said(tmp_path: Path) -> None:
+    """TensorBoard stores float32: 2e50 read back as inf, -1e39 as -inf, 1e-50 as 0, unsaid."""
+    with EvaluationTracker(tmp_path, sinks=["local", "tensorboard"]) as tracker:
+        for ppl in (1e50, 3e50):
+            tracker.metrics_logger.log(PLAIN, {"ppl": ppl, "neg": -1e39, "tiny": 1e-50, "acc": 0.5})
+        report = tracker.save()
+
+    assert report.ok, str(report)
+    results = tracker.results["results"][PLAIN]
+    assert (results["ppl"], results["neg"], results["tiny"]) == (2e50, -1e39, 1e-50)  # kept in the files
+    events = read_events(tmp_path / "tb" / "eval")
+    values = {tag: [event.value for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    assert all(math.isfinite(value) for points in values.values() for value in points), values
+    assert "eval/plain/ppl" not in values
+    assert "stderr_eval/plain/ppl_stderr" not in values  # ~1e50 too
+    assert "eval/plain/neg" not in values
+    assert values["eval/plain/tiny"] == [0.0]
+    assert values["eval/plain/acc"] == [0.5]
+    [beyond, flushed] = tensorboard_warnings(report)
+    assert beyond.startswith("tensorboard: 6 value(s) beyond float32's range")
+    for entry in (
+        f"{PLAIN}/ppl = 2e+50",
+        f"{PLAIN}/ppl_stderr = 1e+50",
+        f"{PLAIN}/neg = -1e+39",
+        "all/ppl = 2e+50",
+    ):
+        assert entry in beyond
+    assert flushed.startswith("tensorboard: 2 non-zero value(s) smaller than float32 can hold")
+    assert f"{PLAIN}/tiny = 1e-50, all/tiny = 1e-50" in flushed
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        (3.4028234663852886e38, 3.4028234663852886e38),  # float32's largest
+        (3.4028235e38, 3.4028234663852886e38),  # rounds to it
+        (3.4028236e38, None),  # rounds to inf
+        (-1e39, None),
+        (10**400, None),  # an int no float holds: not a crash
+        (1.401298464324817e-45, 1.401298464324817e-45),  # float32's smallest
+        (1e-40, 9.99994610111476e-41),  # subnormal: kept, a little rounded
+        (1e-50, 0.0),
+        (0.0, 0.0),
+    ],
+)
+def test_float32_range_edges(value: float, written: float | None) -> None:
+    from evalsink_tensorboard.naming import as_float32, plan_scalars
+
+    assert as_float32(value) == written
+    plan = plan_scalars({PLAIN: {"m": value}}, "eval")
+    assert [point.tag for point in plan.scalars] == ([] if written is None else ["eval/plain/m"])
+    assert len(plan.out_of_range) == (written is None)
+    assert len(plan.flushed_to_zero) == (written == 0.0 and value != 0)
 
 
 def test_nan_and_inf_in_a_results_file_lighteval_wrote_are_skipped() -> None:

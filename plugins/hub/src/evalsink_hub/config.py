@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 
 from evalsink import SinkConfig
+from evalsink_hub.naming import name_problem, repo_id_problem
 from evalsink_hub.retry import RetryPolicy
 
 DEFAULT_COMMIT_MESSAGE = "Upload evaluation run {date_id} of {model_name}"
@@ -54,9 +55,22 @@ class HubSinkConfig(SinkConfig):
 
     @field_validator("repo_id", "results_repo_id")
     @classmethod
-    def _namespaced(cls, value: str | None) -> str | None:
-        if value is not None and value.count("/") != 1:
-            raise ValueError(f"{value!r} is not a repository id of the form 'org/name'")
+    def _valid_repo_id(cls, value: str | None) -> str | None:
+        """A repository the Hub refuses fails here, when the tracker is built, not after the run."""
+        if value is not None:
+            problem = repo_id_problem(value)
+            if problem is not None:
+                raise ValueError(f"{value!r} is not a valid Hub repository id: {problem}")
+        return value
+
+    @field_validator("org")
+    @classmethod
+    def _valid_org(cls, value: str | None) -> str | None:
+        """A namespace the Hub refuses fails here, when the tracker is built, not after the run."""
+        if value is not None:
+            problem = name_problem(value, repository=False)
+            if problem is not None:
+                raise ValueError(f"{value!r} is not a valid Hub namespace: it {problem}")
         return value
 
     @field_validator("commit_message")

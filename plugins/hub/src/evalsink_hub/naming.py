@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
@@ -23,30 +24,115 @@ from urllib.parse import unquote
 RESULTS_CONFIG = "results"
 LATEST_SPLIT = "latest"
 
-_REPO_NAME_CHARS = re.compile(r"[^\w.-]")
 _REPO_NAME_MAX = 96
+"""Longest namespace and longest repository name the Hub takes (huggingface_hub's REPO_ID_REGEX)."""
+# ASCII only: the Hub refuses "café" although Python's \w matches it
+_REFUSED_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+_REFUSED_RUNS = re.compile(r"[^A-Za-z0-9_.-]+")
+_REPEATED_PUNCTUATION = re.compile(r"-{2,}|\.{2,}")
+_DIGEST_LENGTH = 8
 _RESULTS_FILE = re.compile(r"results_(?P<date>.+)\.(?P<ext>json|parquet)")
+
+
+def name_problem(name: str, *, repository: bool = True) -> str | None:
+    """Why the Hub refuses ``name`` as a repository name (or, ``repository=False``, a namespace).
+
+    The rules of ``huggingface_hub.utils.validate_repo_id``, repeated here so that names are
+    checked and built without importing huggingface_hub (the tests check both agree): 1 to 96
+    ASCII letters, digits, ``_``, ``-`` and ``.``; no ``--`` nor ``..``; neither starting nor
+    ending with ``-`` or ``.``; a repository name not ending with ``.git``.
+    """
+    if not name:
+        return "is empty"
+    if len(name) > _REPO_NAME_MAX:
+        return f"is longer than {_REPO_NAME_MAX} characters"
+    refused = sorted(set(_REFUSED_CHARS.findall(name)))
+    if refused:
+        return f"holds {''.join(refused)!r}: only ASCII letters, digits, '_', '-' and '.' are allowed"
+    if name[0] in "-." or name[-1] in "-.":
+        return "starts or ends with '-' or '.'"
+    if "--" in name or ".." in name:
+        return "holds '--' or '..'"
+    if repository and name.endswith(".git"):
+        return "ends with '.git'"
+    return None
+
+
+def repo_id_problem(repo_id: str) -> str | None:
+    """Why the Hub refuses ``repo_id`` (``org/name``), as a clause ("its name ... holds '/'"), or
+    None; see :func:`name_problem`."""
+    namespace, slash, name = repo_id.partition("/")
+    if not slash or "/" in name:
+        return "it is not of the form 'org/name'"
+    for part, what, repository in ((namespace, "namespace", False), (name, "name", True)):
+        problem = name_problem(part, repository=repository)
+        if problem is not None:
+            return f"its {what} {part!r} {problem}"
+    return None
+
+
+def check_repo_id(repo_id: str, what: str) -> str:
+    """``repo_id`` when the Hub would take it; else a ValueError saying why, raised early.
+
+    Called where a tracker or a pusher is built, so a namespace or ``repo_id`` the Hub refuses
+    fails before the evaluation runs rather than at the push after it.
+    """
+    problem = repo_id_problem(repo_id)
+    if problem is not None:
+        raise ValueError(f"{what} {repo_id!r} cannot be a Hub repository id: {problem}")
+    return repo_id
+
+
+def check_namespace(namespace: str, what: str) -> str:
+    """``namespace`` when the Hub takes it as an org or user name; else a ValueError saying why."""
+    problem = name_problem(namespace, repository=False)
+    if problem is not None:
+        raise ValueError(f"{what} {namespace!r} cannot be a Hub namespace: it {problem}")
+    return namespace
 
 
 def details_repo_name(model_name: str, public: bool) -> str:
     """lighteval's repository name: ``details_{model with / -> __}``, ``_private`` unless public.
 
-    Characters a Hub repository name cannot hold (anything but letters, digits, ``_``, ``-``,
-    ``.``) become ``_``; lighteval passes them through and the Hub refuses the name.
+    When the Hub takes that name, it is used as is, so evalsink pushes to the repository lighteval
+    pushed to. lighteval passed every other model name through and the Hub refused the push; here
+    such a name is made one the Hub takes (:func:`_hub_safe`: accents dropped, other refused
+    characters -> ``_``, ``--``/``..`` shortened, at most 96 characters) and, since two models
+    could then share it, a short hash of the model name is added before ``_private``:
+    ``org/模型`` -> ``details_org____acbf85d5_private``.
     """
-    name = f"details_{model_name.replace('/', '__')}{'' if public else '_private'}"
-    return _REPO_NAME_CHARS.sub("_", name)
+    suffix = "" if public else "_private"
+    name = lighteval_repo_name(model_name, public)
+    if name_problem(name) is None:
+        return name
+    digest = hashlib.sha1(model_name.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_LENGTH]
+    tail = f"_{digest}{suffix}"  # starts with "_": nothing the head ends with can make it invalid
+    head = _hub_safe(f"details_{model_name.replace('/', '__')}")
+    return head[: _REPO_NAME_MAX - len(tail)] + tail
+
+
+def lighteval_repo_name(model_name: str, public: bool) -> str:
+    """The details repository name lighteval builds, valid on the Hub or not."""
+    return f"details_{model_name.replace('/', '__')}{'' if public else '_private'}"
+
+
+def _hub_safe(text: str) -> str:
+    """``text`` in the characters a repository name may hold, as readable as they allow.
+
+    Accented letters keep their base letter (``ü`` -> ``u``, NFKD), each run of other refused
+    characters becomes one ``_``, and ``--``/``..`` runs become one ``-``/``.`` (the Hub refuses
+    them). Callers keep the first and last characters valid (``details_`` ahead, ``_hash`` after).
+    """
+    decomposed = unicodedata.normalize("NFKD", text)
+    text = "".join(char for char in decomposed if not unicodedata.combining(char))
+    text = _REFUSED_RUNS.sub("_", text)
+    return _REPEATED_PUNCTUATION.sub(lambda match: match.group()[0], text)
 
 
 def details_repo_id(org: str, model_name: str, public: bool) -> str:
-    """``{org}/details_{model}[_private]`` (see :func:`details_repo_name`)."""
-    repo_id = f"{org}/{details_repo_name(model_name, public)}"
-    if len(repo_id.split("/", 1)[1]) > _REPO_NAME_MAX:
-        raise ValueError(
-            f"the details repository name for model {model_name!r} would be longer than the Hub's "
-            f"{_REPO_NAME_MAX} characters ({repo_id}); give the hub sink an explicit repo_id"
-        )
-    return repo_id
+    """``{org}/details_{model}[_private]`` (see :func:`details_repo_name`); a ValueError when the
+    Hub refuses ``org`` as a namespace (every model name gives a valid repository name)."""
+    return check_repo_id(f"{org}/{details_repo_name(model_name, public)}", "the details repository")
 
 
 def config_name(task_name: str) -> str:

@@ -38,8 +38,12 @@ from evalsink_hub.config import HubSinkConfig
 from evalsink_hub.local import LocalRun, find_local_run, results_parquet
 from evalsink_hub.naming import (
     RepoFiles,
+    check_namespace,
     details_path,
     details_repo_id,
+    details_repo_name,
+    lighteval_repo_name,
+    name_problem,
     parse_repo_files,
     results_json_path,
     results_parquet_path,
@@ -49,7 +53,14 @@ from evalsink_hub.retry import RetriesExhaustedError, call_with_retry, describe_
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
-__all__ = ["HubPushError", "HubPusher", "PushResult", "push_run", "recreate_metadata_card"]
+__all__ = [
+    "HubPushError",
+    "HubPusher",
+    "PushResult",
+    "details_namespace",
+    "push_run",
+    "recreate_metadata_card",
+]
 
 logger = logging.getLogger("evalsink.hub")
 
@@ -113,6 +124,16 @@ MISSING_NAMESPACE = (
 )
 
 
+def details_namespace(config: HubSinkConfig, org: str | None) -> str | None:
+    """The org of the details repository (the ``org`` option, else the tracker's
+    ``hub_results_org``), checked when it names the repository: a namespace the Hub refuses fails
+    when the tracker is built, not at the push after the evaluation."""
+    namespace = config.org or (org.strip() if org else None) or None
+    if namespace is not None and config.repo_id is None:
+        check_namespace(namespace, "hub_results_org" if config.org is None else "the hub sink's org")
+    return namespace
+
+
 class HubPusher:
     """An ``HfApi`` with evalsink's retry rules, naming and card; shared by the sink and push_run."""
 
@@ -120,7 +141,7 @@ class HubPusher:
         from huggingface_hub import HfApi, get_token
 
         self.config = config
-        self.org = config.org or (org.strip() if org else None) or None
+        self.org = details_namespace(config, org)
         self.public = config.public if config.public is not None else public
         token = config.token.get_secret_value() if config.token is not None else None
         if token is None and get_token() is None:
@@ -158,6 +179,21 @@ class HubPusher:
                 "general_config_logger.log_model_info(model_name=...) or give the hub sink a repo_id"
             )
         return details_repo_id(self.org, model_name, self.public)
+
+    def renamed_repo_note(self, model_name: str | None) -> str | None:
+        """What to tell the user when lighteval's repository name for ``model_name`` is one the Hub
+        refuses, so the details go to another name (:func:`~evalsink_hub.naming.details_repo_name`):
+        whoever looks for lighteval's name would not find them."""
+        if self.config.repo_id is not None or self.org is None or not model_name:
+            return None
+        refused = lighteval_repo_name(model_name, self.public)
+        used = details_repo_name(model_name, self.public)
+        if used == refused:
+            return None
+        return (
+            f"model name {model_name!r} gives lighteval's repository name {refused!r}, which the Hub "
+            f"refuses (it {name_problem(refused)}); the details go to {self.org}/{used} instead"
+        )
 
     # -- pushes -------------------------------------------------------------------------------
     def push(self, run: LocalRun, *, expected_tasks: Sequence[str] | None = None) -> PushResult:

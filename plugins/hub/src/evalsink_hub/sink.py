@@ -8,7 +8,7 @@ from typing import ClassVar
 from evalsink import Run, Sink, SinkConfig, TrackerSettings, current_rank, hookimpl
 from evalsink_hub.config import HubSinkConfig
 from evalsink_hub.local import find_local_run
-from evalsink_hub.push import MISSING_NAMESPACE, HubPusher
+from evalsink_hub.push import MISSING_NAMESPACE, HubPusher, details_namespace
 
 logger = logging.getLogger("evalsink.hub")
 
@@ -27,7 +27,7 @@ class HubSink(Sink):
     def __init__(self, config: HubSinkConfig, settings: TrackerSettings) -> None:
         super().__init__(config, settings)
         # checked at construction, so a tracker that cannot push fails before the evaluation runs
-        if not (config.org or (settings.hub_results_org or "").strip() or config.repo_id):
+        if not (details_namespace(config, settings.hub_results_org) or config.repo_id):
             raise ValueError(MISSING_NAMESPACE)
         self.pusher: HubPusher | None = None
         if current_rank().is_main:
@@ -48,5 +48,8 @@ class HubSink(Sink):
             results_path_template=self.settings.results_path_template,
             details_path_template=self.config.details_path_template,
         )
+        note = self.pusher.renamed_repo_note(run.model_name)
+        if note is not None:
+            self.warn(note)
         expected = run.details.tasks() if self.settings.save_details else None
         return self.pusher.push(local, expected_tasks=expected).outputs()

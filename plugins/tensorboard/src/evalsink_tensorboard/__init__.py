@@ -24,7 +24,6 @@ push leaves the event files on disk; :func:`push_logs` pushes them again later.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
 import socket
@@ -54,8 +53,6 @@ __all__ = [
     "TensorBoardSinkConfig",
     "push_logs",
 ]
-
-logger = logging.getLogger("evalsink.tensorboard")
 
 
 def _run_info(info: Any) -> tuple[str | None, int | None]:
@@ -164,13 +161,30 @@ class TensorBoardSink(Sink):
 
     # -- steps of results_saved ------------------------------------------------------------
     def _warn(self, plan: TagPlan) -> None:
+        """Say every value of the results that is not in the file as it is in the results.
+
+        Through :meth:`Sink.warn`: ``save()``'s report lists them (and the core logs them), so a
+        report that shows the sink ok does not hide a metric missing from TensorBoard.
+        """
         if plan.skipped_null:
             listed = ", ".join(f"{task}/{metric}" for task, metric in plan.skipped_null)
-            logger.warning(
-                "tensorboard: %d null (NaN/inf) value(s) not written: %s", len(plan.skipped_null), listed
+            self.warn(f"{len(plan.skipped_null)} null (NaN/inf) value(s) not written: {listed}")
+        if plan.out_of_range:
+            listed = ", ".join(f"{task}/{metric} = {value:.6g}" for task, metric, value in plan.out_of_range)
+            self.warn(
+                f"{len(plan.out_of_range)} value(s) beyond float32's range (about ±3.4e38, what "
+                f"TensorBoard stores) not written, as they would read back as ±inf: {listed}"
+            )
+        if plan.flushed_to_zero:
+            listed = ", ".join(
+                f"{task}/{metric} = {value:.6g}" for task, metric, value in plan.flushed_to_zero
+            )
+            self.warn(
+                f"{len(plan.flushed_to_zero)} non-zero value(s) smaller than float32 can hold "
+                f"(about 1.4e-45) written as 0: {listed}"
             )
         for task, metric, tag in plan.duplicates:
-            logger.warning("tensorboard: %s/%s not written: tag %r is already used", task, metric, tag)
+            self.warn(f"{task}/{metric} not written: tag {tag!r} is already used")
 
     def _write(self, scalars: list[ScalarPoint], results: EvaluationResults) -> None:
         writer, step = self._writer, self.step

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 STDERR_SUFFIX = "_stderr"
 AVERAGE_SUBTASK = "_average"
@@ -71,6 +72,36 @@ def _tag(prefix: str, key: str, whole: bool, metric: str) -> str:
     return clean_tag(f"{prefix}/{shown}/{metric}")
 
 
+def as_float32(value: float) -> float | None:
+    """``value`` as TensorBoard stores a scalar (a float32), or None when beyond float32's range.
+
+    tensorboardX writes ``simple_value``, a float32: a finite value above ~3.4e38 in magnitude
+    would read back as ±inf and one below ~1.4e-45 as 0, silently. ``struct`` rounds exactly as
+    numpy's float32 does and refuses, rather than saturates, what does not fit.
+    """
+    try:
+        stored: float = struct.unpack("<f", struct.pack("<f", float(value)))[0]
+    except OverflowError:  # beyond float32 (struct.pack), or an int beyond float64 (float())
+        return None
+    return stored
+
+
+def _finite(value: float) -> bool:
+    """Not NaN nor infinite; an int too large for a float64 is finite (and beyond float32's range)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return True
+
+
+def _as_float(value: float) -> float:
+    """``value`` as a float for messages; ±inf for an int too large for a float64."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 @dataclass
 class TagPlan:
     """What the sink writes for one results table: scalars, plus what it left out and why."""
@@ -80,10 +111,20 @@ class TagPlan:
     """(task, metric) pairs whose value is null (NaN or infinite in the evaluation): not written."""
     duplicates: list[tuple[str, str, str]]
     """(task, metric, tag) left out because another value already claimed the tag."""
+    out_of_range: list[tuple[str, str, float]] = field(default_factory=list)
+    """(task, metric, value) beyond float32's range (TensorBoard would show ±inf): not written."""
+    flushed_to_zero: list[tuple[str, str, float]] = field(default_factory=list)
+    """(task, metric, value) non-zero but smaller than float32's smallest: written as 0."""
 
 
 def plan_scalars(results: Mapping[str, Mapping[str, float | None]], prefix: str) -> TagPlan:
-    """Every scalar tag and value for ``results`` (lighteval's ``results`` section)."""
+    """Every scalar tag and value for ``results`` (lighteval's ``results`` section).
+
+    Left out, and listed in the plan so the sink can say so: null/NaN/inf values, values beyond
+    float32's range (TensorBoard stores float32: they would read back as ±inf, which plots and
+    smoothing take for a real value), and a value whose tag another one took. A non-zero value
+    float32 can only hold as 0 is written (0 is the nearest it can store) and listed.
+    """
 
     def tags_for(key: str, whole: bool) -> dict[str, str]:
         return {metric: _tag(prefix, key, whole, metric) for metric in results[key]}
@@ -94,22 +135,24 @@ def plan_scalars(results: Mapping[str, Mapping[str, float | None]], prefix: str)
             claims[tag].add(key)
     shown_whole = {key for keys in claims.values() if len(keys) > 1 for key in keys}
 
-    scalars: list[ScalarPoint] = []
-    skipped: list[tuple[str, str]] = []
-    duplicates: list[tuple[str, str, str]] = []
+    plan = TagPlan(scalars=[], skipped_null=[], duplicates=[])
     seen: set[str] = set()
     for key, metrics in results.items():
         tags = tags_for(key, whole=key in shown_whole)
         for metric, value in metrics.items():
-            if value is None or not math.isfinite(
-                value
-            ):  # NaN/inf: null in evalsink's files, bare in lighteval's
-                skipped.append((key, metric))
+            if value is None or not _finite(value):  # null in evalsink's files, bare in lighteval's
+                plan.skipped_null.append((key, metric))
+                continue
+            stored = as_float32(value)
+            if stored is None:  # would read back as ±inf: an overflow, not the value
+                plan.out_of_range.append((key, metric, _as_float(value)))
                 continue
             tag = tags[metric]
             if tag in seen:  # only left when two names differ by characters the cleaning replaced
-                duplicates.append((key, metric, tag))
+                plan.duplicates.append((key, metric, tag))
                 continue
             seen.add(tag)
-            scalars.append(ScalarPoint(tag=tag, value=float(value), task=key, metric=metric))
-    return TagPlan(scalars=scalars, skipped_null=skipped, duplicates=duplicates)
+            if stored == 0.0 and value != 0:
+                plan.flushed_to_zero.append((key, metric, float(value)))
+            plan.scalars.append(ScalarPoint(tag=tag, value=float(value), task=key, metric=metric))
+    return plan

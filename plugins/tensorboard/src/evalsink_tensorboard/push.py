@@ -169,6 +169,31 @@ def _status(error: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+LOST_ANSWER_STATUSES = frozenset({502, 504})
+"""Gateway errors: the proxy in front of the Hub lost (502) or waited in vain for (504) the Hub's
+answer, so the request may have been applied behind it."""
+
+
+NOT_SENT_ERRORS = frozenset({"ConnectError", "ConnectTimeout", "ConnectionRefusedError"})
+"""Network errors raised before a connection existed (httpx's, Python's): nothing reached the Hub."""
+
+
+def answer_lost(error: BaseException) -> bool:
+    """Whether a failed commit request may still have landed, so the failure message must not say
+    nothing was committed: the answer never came back (a timeout, a connection dropped once the
+    request was out), or a gateway answered for a Hub it did not hear from. Any other HTTP status is
+    the Hub's own answer that the commit was not made; a refused connection or a local error means
+    the request never reached it."""
+    from evalsink_hub.retry import transient_reason
+
+    status = _status(error)
+    if status is not None:
+        return status in LOST_ANSWER_STATUSES
+    if type(error).__name__ in NOT_SENT_ERRORS:
+        return False
+    return transient_reason(error) is not None  # a timeout, a dropped connection, a garbled answer
+
+
 @dataclass
 class _PushState:
     """What the attempts of one push share: the head of the first one, and the last commit sent."""
@@ -179,7 +204,11 @@ class _PushState:
     sent: tuple[str, ...] = ()
     """Paths of the last commit request sent."""
     unanswered: bool = False
-    """A commit request ended without a refusal (no answer, or a 5xx): it may have landed."""
+    """A commit request ended without a refusal (no answer, or a 5xx): the next attempts look for
+    it in the history (a cheap check, worth making even after a 5xx)."""
+    lost: bool = False
+    """The last commit request got no answer (a timeout, a dropped connection, a gateway that lost
+    the Hub's answer): it may have landed. After a definite answer (a 4xx, a 500 or 503) it did not."""
 
 
 class TensorBoardPusher:
@@ -191,6 +220,11 @@ class TensorBoardPusher:
     def __init__(self, config: TensorBoardSinkConfig, repo_id: str) -> None:
         require_hub_extra()
         from huggingface_hub import HfApi, get_token
+
+        from evalsink_hub.naming import check_repo_id
+
+        # an org or repo_id the Hub refuses fails here, when the tracker is built, not at the push
+        check_repo_id(repo_id, "the TensorBoard repository")
 
         token = config.token.get_secret_value() if config.token is not None else None
         if token is None and get_token() is None:
@@ -330,6 +364,8 @@ class TensorBoardPusher:
             status = _status(error)
             # a 4xx is a refusal: nothing landed. Without an answer (or with a 5xx), it may have
             state.unanswered = state.unanswered or status is None or status >= 500
+            # this attempt found the earlier commits' files missing: only this one's fate is open
+            state.lost = answer_lost(error)
             raise
         return TensorBoardPushResult(
             repo_id=self.repo_id,
@@ -377,9 +413,9 @@ class TensorBoardPusher:
         why = str(error) if isinstance(error, RetriesExhaustedError) else describe_error(error)
         what = f"run {runs[0]!r}" if len(runs) == 1 else f"{len(runs)} runs"
         done = (
-            "A commit was sent and may have landed; pushing again uploads only what the repository "
-            "still lacks."
-            if state.unanswered
+            "A commit was sent and its answer was lost, so it may have landed; pushing again "
+            "uploads only what the repository still lacks."
+            if state.lost
             else f"Nothing was committed to {self.repo_id}."
         )
         run_argument = f", run_name={runs[0]!r}" if len(runs) == 1 else ""
