@@ -23,6 +23,7 @@ KIT_TESTS = {
     "test_empty_run",
     "test_failed_run",
     "test_finishing_twice_is_harmless",
+    "test_a_run_that_fails_after_it_was_saved_keeps_its_data",
 }
 FAULT_TESTS = {
     f"test_a_fault_costs_the_other_sinks_nothing_and_the_run_can_be_pushed_again[{hook}]"
@@ -92,6 +93,7 @@ def test_a_sound_sink_passes_every_check(tmp_path: Path) -> None:
                 "test_odd_values_and_many_batches",
                 "test_empty_run",
                 "test_finishing_twice_is_harmless",
+                "test_a_run_that_fails_after_it_was_saved_keeps_its_data",
             },
         ),
         (
@@ -102,6 +104,7 @@ def test_a_sound_sink_passes_every_check(tmp_path: Path) -> None:
                 "test_odd_values_and_many_batches",
                 "test_failed_run",
                 "test_finishing_twice_is_harmless",
+                "test_a_run_that_fails_after_it_was_saved_keeps_its_data",
             },
         ),
         (
@@ -112,6 +115,7 @@ def test_a_sound_sink_passes_every_check(tmp_path: Path) -> None:
                 "test_odd_values_and_many_batches",
                 "test_empty_run",
                 "test_finishing_twice_is_harmless",
+                "test_a_run_that_fails_after_it_was_saved_keeps_its_data",
             },
         ),
         # an unknown option is refused before the sink is constructed

@@ -208,3 +208,87 @@ def test_hook_timeout_none_from_the_environment(
     log(tracker, "custom|t|0", 2)
     tracker.save()
     assert {name for _, _, name in evalsink_recorder.THREADS} == {threading.current_thread().name}
+
+
+def _inline(hook: str, raised: str) -> dict[str, object]:
+    return {"fail_in": hook, "raises": raised, "hook_timeout": None}
+
+
+@pytest.mark.parametrize("hook", ["run_started", "details_batch", "results_saved", "run_finished"])
+def test_a_sink_called_inline_that_exits_fails_alone(
+    make_tracker: Callable[..., EvaluationTracker], log: Callable[..., None], tmp_path: Path, hook: str
+) -> None:
+    """``hook_timeout: None`` calls the sink on the evaluation's thread; its ``sys.exit()`` used to
+    end the evaluation there (and, from ``run_finished``, leave a report saying the sink was ok).
+    It is the sink's failure, as on the sink's own thread."""
+    from evalsink.sink_thread import SinkExitError
+
+    tracker = make_tracker(
+        sinks=["local", "recorder", "flaky"],
+        sink_config={"flaky": _inline(hook, "SystemExit")},
+        flush_every=5,
+    )
+    log(tracker, "custom|t|0", 12)
+    report = tracker.save()  # outside a with block: run_finished too
+
+    flaky = report["flaky"]
+    assert flaky.failed_hooks == [f"evalsink_{hook}"]
+    assert flaky.errors == [
+        f"evalsink_{hook}: SinkExitError: SystemExit raised in the hook: "
+        "SystemExit('flaky sink failed on purpose')"
+    ]
+    assert isinstance(flaky.exception, SinkExitError)
+    assert type(flaky.exception.__cause__) is SystemExit
+    assert report["local"].ok
+    assert report["recorder"].ok
+    assert len(local_files(tmp_path / "out")) == 2
+    assert {name for who, _, name in evalsink_recorder.THREADS if who == "flaky"} == {
+        threading.current_thread().name
+    }
+
+
+def test_ctrl_c_inside_a_sink_called_inline_is_recorded_and_goes_through(
+    make_tracker: Callable[..., EvaluationTracker], log: Callable[..., None], calls: Calls, tmp_path: Path
+) -> None:
+    """A ``KeyboardInterrupt`` on the main thread may be the user's Ctrl-C: it ends the evaluation,
+    but the sink it cut short is marked failed first (its outcome used to say ok)."""
+    tracker = make_tracker(
+        sinks=["local", "recorder", "flaky"],
+        sink_config={"flaky": _inline("results_saved", "KeyboardInterrupt")},
+    )
+    log(tracker, "custom|t|0", 3)
+    with pytest.raises(KeyboardInterrupt):
+        tracker.save()
+
+    flaky = tracker.sink_outcomes["flaky"]
+    assert flaky.failed_hooks == ["evalsink_results_saved"]
+    assert flaky.errors == [
+        "evalsink_results_saved: interrupted (KeyboardInterrupt) while the sink was working"
+    ]
+    assert not flaky.timed_out
+    # the interrupted run is still finished, for the interrupted sink too (it may close what it opened)
+    assert [h for who, h, _ in evalsink_recorder.CALLS if who == "flaky"][-1] == "run_finished"
+    assert calls.of("run_finished") == [{"status": "failed", "error": "flaky sink failed on purpose"}]
+    assert len(local_files(tmp_path / "out")) == 2
+
+
+def test_a_keyboard_interrupt_off_the_main_thread_is_the_sinks_own(
+    make_tracker: Callable[..., EvaluationTracker], log: Callable[..., None]
+) -> None:
+    """No signal reaches a thread other than the main one: there, called inline, it is the sink's
+    failure (``SinkExitError``), as on the sink's own thread."""
+    tracker = make_tracker(
+        sinks=["local", "flaky"], sink_config={"flaky": _inline("results_saved", "KeyboardInterrupt")}
+    )
+    log(tracker, "custom|t|0", 3)
+    reports = []
+    worker = threading.Thread(target=lambda: reports.append(tracker.save()), name="evaluation")
+    worker.start()
+    worker.join(60)
+
+    [report] = reports
+    assert report["flaky"].errors == [
+        "evalsink_results_saved: SinkExitError: KeyboardInterrupt raised in the hook: "
+        "KeyboardInterrupt('flaky sink failed on purpose')"
+    ]
+    assert report["local"].ok

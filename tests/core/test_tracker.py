@@ -8,6 +8,7 @@ import logging
 import math
 import re
 import statistics
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -554,6 +555,7 @@ def test_the_exit_handler_closes_every_run_when_one_fails_to_close(
 
     monkeypatch.setattr(failing.details_logger.spool, "flush", full_disk)
     monkeypatch.setattr(tracker_module, "_OPEN", _OrderedRuns([failing, other]))  # the failing one first
+    monkeypatch.setattr(tracker_module, "_BUILT", weakref.WeakSet())  # not other tests' unstarted runs
     with caplog.at_level(logging.ERROR, logger="evalsink"):
         tracker_module._close_open_runs()
     assert other not in tracker_module._OPEN  # closed although the first one failed

@@ -7,6 +7,10 @@ from trackio_helpers import details_rows, merged, new_project, read_run
 
 from evalsink.testing import SavedRun, SinkConformance
 
+# isort: split
+# (its own block: sorted the same whether or not evalsink_trackio is a known first-party module)
+from evalsink_trackio import details_key, metric_key
+
 
 class TestTrackioConformance(SinkConformance):
     @pytest.fixture
@@ -22,6 +26,5 @@ class TestTrackioConformance(SinkConformance):
         _, logs, _ = read_run(project)
         values = merged(logs)
         for task in saved.evaluation.tasks:
-            key = f"details/{task.replace('/', '_')}"
-            assert len(details_rows(logs, key)) == saved.evaluation.count(task)
-            assert f"{task}/acc" in values or task == "custom|non_finite|0"
+            assert len(details_rows(logs, details_key(task))) == saved.evaluation.count(task)
+            assert metric_key(task, "acc") in values or task == "custom|non_finite|0"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -195,3 +196,62 @@ def test_a_whole_part_that_is_bytes_is_one_cell_saying_its_size() -> None:
 
     record = {"doc": {"q": "hi"}, "model_response": {"$evalsink.bytes": "cmF3"}, "metric": {"acc": 1.0}}
     assert flatten_record(record) == {"doc.q": "hi", "model_response": '"<3 bytes>"', "metric.acc": 1.0}
+
+
+def _key(name: str) -> str:
+    """A task or metric name in keys, as docs/sinks/trackio.md says (for names with no '~')."""
+    return (
+        f"{name.replace('/', '_')}~{hashlib.sha256(name.encode()).hexdigest()[:8]}" if "/" in name else name
+    )
+
+
+@pytest.mark.parametrize("mode", ["stream", "final"])
+def test_names_that_differ_by_a_slash_keep_their_own_values_and_tables(tmp_path: Path, mode: str) -> None:
+    """'/' -> '_' alone made custom|org/ds|0 and custom|org_ds|0 (acc/norm and acc_norm) one key:
+    one value and one task's details were lost, and the report said ok."""
+    slashed, underscored = "custom|org/ds|0", "custom|org_ds|0"
+    project = new_project()
+    config = {"project": project, "details": mode, "rows_per_table": 2}
+    tracker = EvaluationTracker(tmp_path, sinks=["trackio"], sink_config={"trackio": config})
+    for index in range(3):
+        for task, value in ((slashed, 0.1), (underscored, 0.9)):
+            metrics = {"acc/norm": value, "acc_norm": 1 - value}
+            tracker.details_logger.log(task, {"query": f"{task} q{index}"}, {"text": ["a"]}, metrics)
+            tracker.metrics_logger.log(task, metrics)
+    report = tracker.save()
+    assert report.ok, str(report)
+
+    _, logs, _ = read_run(project)
+    values = merged(logs)
+    results = tracker.results["results"]
+    for task, metrics in results.items():
+        for metric, value in metrics.items():
+            assert values[f"{_key(task)}/{_key(metric)}"] == pytest.approx(value), (task, metric)
+    assert values[f"{underscored}/acc_norm"] == pytest.approx(0.1)  # names without '/' keep their keys
+    for task in (slashed, underscored):
+        rows = details_rows(logs, f"details/{_key(task)}")
+        assert [row["doc.query"] for row in rows] == [f"{task} q{i}" for i in range(3)]
+    told = [warning.split(" is logged")[0] for warning in report.warnings if warning.startswith("trackio: ")]
+    assert told == [
+        f"trackio: task {slashed!r}",
+        "trackio: metric 'acc/norm'",
+        "trackio: metric 'acc/norm_stderr'",
+    ]
+
+
+def test_a_failed_evaluation_keeps_the_rows_streamed_so_far(tmp_path: Path) -> None:
+    """Rows gathered but fewer than rows_per_table were dropped when the evaluation failed."""
+    project = new_project()
+    config = {"project": project, "run_name": "failing", "rows_per_table": 4}
+    with (  # noqa: PT012
+        pytest.raises(RuntimeError, match="evaluation broke"),
+        EvaluationTracker(tmp_path, sinks=["trackio"], sink_config={"trackio": config}) as tracker,
+    ):
+        log_evaluation(tracker, {PLAIN: [0.25, 0.75, 0.5], ANATOMY: [1.0, 0.0]})  # 4 logged, 1 gathered
+        raise RuntimeError("evaluation broke")
+    assert tracker.sink_outcomes["trackio"].ok
+
+    _, logs, _ = read_run(project, "failing")
+    assert [row["metric.acc"] for row in details_rows(logs, f"details/{PLAIN}")] == [0.25, 0.75, 0.5]
+    assert [row["metric.acc"] for row in details_rows(logs, f"details/{ANATOMY}")] == [1.0, 0.0]
+    assert not [key for entry in logs for key in entry if key.endswith("/acc")]  # never saved: no metrics

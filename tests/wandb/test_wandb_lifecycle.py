@@ -79,6 +79,67 @@ def test_invalid_options_are_rejected(tmp_path: Path, options: dict[str, Any], m
         EvaluationTracker(tmp_path, sinks=["wandb"], sink_config={"wandb": {"project": "p", **options}})
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"run_id": "resumed-1", "resume": "allow"},
+        {"run_id": "resumed-1", "resume": "must"},
+        {"resume": "auto"},
+    ],
+)
+def test_resuming_offline_without_a_step_fails_at_construction(
+    tmp_path: Path, wandb_dirs: Path, options: dict[str, Any]
+) -> None:
+    """Offline, a resumed run's step reads 0: both evaluations of a run logged at step 0, and
+    `wandb sync` would have W&B drop the second's values while the report said ok."""
+    before = offline_runs(wandb_dirs)
+    with pytest.raises(SinkConfigError, match=r"offline mode needs a step: .*`step` option"):
+        wandb_tracker(tmp_path, **options)
+    assert offline_runs(wandb_dirs) == before
+
+
+def test_resuming_offline_from_wandbs_own_variables_without_a_step_fails_too(tmp_path: Path) -> None:
+    """WANDB_RESUME / WANDB_RUN_ID are read once per process by wandb: checked in a fresh one."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from evalsink import EvaluationTracker, SinkConfigError
+        try:
+            EvaluationTracker(sys.argv[1], sinks=["wandb"], sink_config={"wandb": {"project": "p"}})
+        except SinkConfigError as error:
+            sys.exit(0 if "resume='allow' in offline mode needs a step" in str(error) else str(error))
+        sys.exit("constructed")
+        """
+    )
+    env = {key: value for key, value in os.environ.items() if key != "WANDB_SERVICE"}
+    env.update(WANDB_RESUME="allow", WANDB_RUN_ID="resumed-from-env")
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_resuming_offline_logs_each_evaluation_at_the_step_given(tmp_path: Path) -> None:
+    run_id = f"resumed-{new_project()[-10:]}"
+    project = new_project()
+    folders = []
+    for step, info_step in ((100, None), (None, 200)):
+        tracker = EvaluationTracker(
+            tmp_path / f"eval-{step}-{info_step}",
+            sinks=["wandb"],
+            nanotron_run_info=SimpleNamespace(run="exp", step=info_step) if info_step else None,
+            sink_config={"wandb": {"project": project, "run_id": run_id, "resume": "allow", "step": step}},
+        )
+        log_evaluation(tracker, {PLAIN: [0.5]})
+        report = tracker.save()
+        assert report.ok, str(report)
+        folders.append(tracker.sink("wandb").run_dir)
+    runs = [read_run(folder) for folder in folders]
+    assert [run.run.run_id for run in runs] == [run_id, run_id]
+    assert all(run.run.resume for run in runs)
+    assert [run.step_of(f"{PLAIN}/acc") for run in runs] == [[100], [200]]
+
+
 def test_disabled_mode_logs_nothing(tmp_path: Path, wandb_dirs: Path) -> None:
     before = offline_runs(wandb_dirs)
     tracker = wandb_tracker(tmp_path, mode="disabled")

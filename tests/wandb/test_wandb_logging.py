@@ -109,12 +109,14 @@ def test_run_options_and_environment_variables(tmp_path: Path, monkeypatch: pyte
         "job_type": "evaluation",
         "run_id": "evalsink-run-1",
         "resume": "allow",
+        "step": 3,  # offline, resuming needs one (see test_wandb_lifecycle.py)
         "entity": "my-team",
     }
     tracker = EvaluationTracker(tmp_path, sinks=["wandb"], sink_config={"wandb": options})
     log_evaluation(tracker, {PLAIN: [0.5]})
     assert tracker.save().ok
 
+    assert run_of(tracker).step_of(f"{PLAIN}/acc") == [3]
     run = run_of(tracker).run
     assert run.project == project
     assert run.display_name == "my eval"

@@ -25,14 +25,30 @@ class DetailsBatch:
 
     Rows stay encoded (JSON bytes) until a sink asks for them, so sinks that read the spool at the
     end cost nothing per batch.
+
+    Every sink is handed the same batch, one after the other, so a batch cannot be changed: a sink
+    that rewrote a task name or ``first_index`` would have changed what every later sink received.
+    ``task_names`` is a tuple, ``first_index`` a read-only property, and ``lines()`` an immutable
+    sequence.
     """
 
-    __slots__ = ("_lines", "first_index", "task_names")
+    __slots__ = ("_first_index", "_lines", "_task_names")
 
     def __init__(self, task_names: Sequence[str], lines: Sequence[bytes], first_index: int = 0) -> None:
-        self.task_names = task_names
-        self._lines = lines
-        self.first_index = first_index
+        self._task_names = tuple(task_names)
+        # the spool's own lines (BufferLines) cannot be assigned to; a plain list could
+        self._lines = tuple(lines) if isinstance(lines, list) else lines
+        self._first_index = first_index
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        """The task of each sample, in logging order, beside :meth:`lines`."""
+        return self._task_names
+
+    @property
+    def first_index(self) -> int:
+        """The position in the run of the batch's first sample (0 for the run's first sample)."""
+        return self._first_index
 
     def __len__(self) -> int:
         return len(self._lines)

@@ -25,7 +25,9 @@ class SinkConfig(BaseModel):
     hook_timeout: float | None = Field(default=1800.0, gt=0)
     """Seconds one hook call may take; past it the sink is marked failed (hung) and the run goes on
     without it. ``inf`` waits forever on the sink's thread; None waits forever and calls the sink
-    on the evaluation's own thread (from the environment: ``none``)."""
+    on the evaluation's own thread (from the environment: ``none``). There too, a ``sys.exit()`` in
+    a hook fails only the sink; a Ctrl-C while the sink runs marks it failed and stops the
+    evaluation."""
 
     @field_validator("hook_timeout", mode="before")
     @classmethod
@@ -62,6 +64,7 @@ class Sink:
 
         The message goes to ``save()``'s ``report.warnings`` as ``"<sink>: <message>"`` (for
         warnings given until the end of ``evalsink_results_saved``) and to the sink's outcome
-        (``report[name].warnings``). Safe to call from the sink's own threads.
+        (``report[name].warnings``). Safe to call from the sink's own threads, also once the run
+        is finished: such a late warning is logged at once and still added to the sink's outcome.
         """
         self.__dict__.setdefault("warnings", []).append(message)  # even if __init__ was overridden

@@ -26,8 +26,36 @@ class SinkExitError(Exception):
     ``KeyboardInterrupt`` or another ``BaseException`` on the sink's own thread.
 
     Signals reach only the main thread, so such an exception is the sink's doing, never the user's:
-    it becomes an ordinary failure of that sink instead of ending the evaluation.
+    it becomes an ordinary failure of that sink instead of ending the evaluation. A sink called on
+    the evaluation's thread (``hook_timeout`` None) gets the same, except for a ``KeyboardInterrupt``
+    on the main thread: that may be the user's Ctrl-C, and goes through (see :func:`call_inline`).
     """
+
+
+def _exit_error(error: BaseException) -> SinkExitError:
+    return SinkExitError(f"{type(error).__name__} raised in the hook: {error!r}")
+
+
+def call_inline(function: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """Run ``function(**kwargs)`` on the caller's thread, as a sink's own thread would run it.
+
+    A ``SystemExit`` (or other ``BaseException``) from the hook becomes :class:`SinkExitError`, so
+    a client library's ``sys.exit()`` fails the sink, not the evaluation, wherever the sink runs.
+    A ``KeyboardInterrupt`` on the main thread is raised as it is: the user's Ctrl-C arrives there,
+    inside whatever the main thread runs, and a sink cannot tell it from its own.
+    """
+    try:
+        return function(**kwargs)
+    except BaseException as exc:
+        if isinstance(exc, Exception) or _may_be_the_users(exc):
+            raise
+        raise _exit_error(exc) from exc
+
+
+def _may_be_the_users(error: BaseException) -> bool:
+    """Whether ``error`` may be the user's Ctrl-C: a ``KeyboardInterrupt`` on the main thread, the
+    only thread signals reach (anywhere else it can only be the sink's own doing)."""
+    return isinstance(error, KeyboardInterrupt) and threading.current_thread() is threading.main_thread()
 
 
 class _Call:
@@ -73,7 +101,7 @@ class SinkThread:
             try:
                 thread.start()
             except RuntimeError:  # no new threads at interpreter shutdown (atexit): call inline
-                return function(**kwargs)
+                return call_inline(function, kwargs)
             self._thread = thread
         call = self._last = _Call(function, kwargs)
         self._calls.put(call)
@@ -85,7 +113,7 @@ class SinkThread:
         error = call.error
         if error is not None:
             if not isinstance(error, Exception):
-                raise SinkExitError(f"{type(error).__name__} raised in the hook: {error!r}") from error
+                raise _exit_error(error) from error
             raise error
         return call.result
 

@@ -1,10 +1,10 @@
 """The behaviour every sink owes its users, as a test class a sink's own suite subclasses.
 
 A sink passes when it is found through its entry point, refuses options it does not know, gets
-through an ordinary run, a failed run, and a run full of odd values and many batches without an
-error, and can be finished twice. What a sink wrote lives in its backend, which the kit cannot
-read: :meth:`SinkConformance.check_saved` and :meth:`SinkConformance.check_failed` are where a
-sink's suite reads its own output back.
+through an ordinary run, a failed run, a saved run that fails afterwards, and a run full of odd
+values and many batches without an error, and can be finished twice. What a sink wrote lives in
+its backend, which the kit cannot read: :meth:`SinkConformance.check_saved` and
+:meth:`SinkConformance.check_failed` are where a sink's suite reads its own output back.
 
 Usage::
 
@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import pytest
 
 from evalsink.discovery import discover
-from evalsink.errors import SinkConfigError
+from evalsink.errors import SinkConfigError, SinkFailedError
 from evalsink.report import SaveReport, SinkOutcome
 from evalsink.run import RunStatus
 from evalsink.sink import Sink, SinkConfig
@@ -65,6 +65,10 @@ class SavedRun:
     report: SaveReport
     evaluation: Evaluation
     output_dir: Path
+    status: RunStatus = RunStatus.OK
+    """How the run finished: ``FAILED`` when it failed after it was saved (another, required, sink
+    failed), in :meth:`SinkConformance.test_a_run_that_fails_after_it_was_saved_keeps_its_data`.
+    What was saved must still be there; a backend that records the run's state shows this one."""
 
     @property
     def outcome(self) -> SinkOutcome:
@@ -139,7 +143,11 @@ class SinkConformance:
         return {}
 
     def check_saved(self, saved: SavedRun) -> None:
-        """Read the sink's output back and compare it with ``saved.evaluation``. Override this."""
+        """Read the sink's output back and compare it with ``saved.evaluation``. Override this.
+
+        Also called for a saved run that then failed (``saved.status`` is ``FAILED``): the data must
+        be there all the same; a check of the run's state (an exit code) follows ``saved.status``.
+        """
 
     def check_failed(self, failed: FailedRun) -> None:
         """Check the backend marks the run failed (an exit code, a status). Override this."""
@@ -270,6 +278,35 @@ class SinkConformance:
             _call_hook(sink, "evalsink_run_finished", run=saved.tracker.run, status=status, error=None)
         saved.tracker.close()
         _assert_ok(saved.tracker.sink_outcomes[saved.sink_name], "when finished again")
+
+    def test_a_run_that_fails_after_it_was_saved_keeps_its_data(
+        self, make_tracker: Callable[..., EvaluationTracker], sink_name: str
+    ) -> None:
+        """Saved, then finished ``FAILED``: what a required sink failing after this one saved does
+        (``save()`` raises ``SinkFailedError`` inside the ``with`` block). The run's data is whole
+        and published already, so ``run_finished(FAILED)`` may mark the run failed but must not
+        delete or hide what ``results_saved`` wrote: ``check_saved`` still reads it all back."""
+        tracker = make_tracker()
+        evaluation = plain_evaluation()
+        reports: list[SaveReport] = []
+
+        def run_failing_after_save() -> None:
+            with tracker:
+                log_evaluation(tracker, evaluation)
+                reports.append(tracker.save())
+                raise SinkFailedError(
+                    "required sink 'other' failed: raised by the conformance kit after the run was saved"
+                )
+
+        with pytest.raises(SinkFailedError):
+            run_failing_after_save()
+        [report] = reports
+        saved = SavedRun(
+            sink_name, tracker, report, evaluation, Path(tracker.settings.output_dir), RunStatus.FAILED
+        )
+        _assert_ok(saved.outcome, "while a saved run was finished as failed")
+        _assert_ok(report["local"], f"a saved run finished as failed, beside the {sink_name!r} sink")
+        self.check_saved(saved)
 
     @pytest.mark.parametrize("hook", FAULT_HOOKS)
     def test_a_fault_costs_the_other_sinks_nothing_and_the_run_can_be_pushed_again(

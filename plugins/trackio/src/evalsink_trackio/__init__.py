@@ -11,10 +11,14 @@ What is logged, all at one step (``nanotron_run_info.step``, else the ``step`` o
 * ``details/{task}``: one table per task of the per-sample details, at most ``max_rows`` rows,
   columns flattened from ``doc``, ``model_response`` and ``metric`` (see :func:`flatten_record`).
 
+A task or metric name containing ``/`` is changed in these keys by a rule that depends on the
+name alone (see :func:`key_part`), and the user is told.
+
 Details are streamed (``details="stream"``, the default): rows gathered from the details batches
 are logged every ``rows_per_table`` rows as one table per task holding just those rows, so samples
 reach Trackio during the evaluation and memory stays at ``rows_per_table`` rows; a task's
-details are the concatenation of its ``details/{task}`` entries in logging order. With
+details are the concatenation of its ``details/{task}`` entries in logging order. The rows still
+gathered when the run finishes are logged then, also when the evaluation failed. With
 ``details="final"`` each task gets one complete table at ``results_saved``, built from the
 on-disk spool one task at a time (what the dashboard shows best, memory one task's table).
 
@@ -25,6 +29,7 @@ data was dropped into an error, and checks that Trackio's sender thread drained 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -49,7 +54,7 @@ from evalsink import (
 )
 from evalsink.run import nanotron_run_and_step
 
-__all__ = ["TrackioSink", "TrackioSinkConfig", "flatten_record", "metric_key"]
+__all__ = ["TrackioSink", "TrackioSinkConfig", "details_key", "flatten_record", "key_part", "metric_key"]
 
 logger = logging.getLogger("evalsink.trackio")
 
@@ -90,15 +95,55 @@ class TrackioSinkConfig(SinkConfig):
     """In ``stream`` mode, rows gathered (over all tasks) before they are logged as tables."""
 
 
+DETAILS_PREFIX = "details"
+"""Details tables are logged as ``details/{task}``."""
+
+_HASH_CHARS = 8
+_HASHED = re.compile(rf"~[0-9a-f]{{{_HASH_CHARS}}}$")
+"""The end of a changed name: a name that already ends like this is changed too, so a changed name
+can never equal a name kept as it is."""
+
+
+def key_part(name: str, *, is_task: bool = False) -> str:
+    """A task or metric name as one key segment, unchanged unless it cannot be kept whole.
+
+    A ``/`` would add a level to the key, so a name containing one has each ``/`` as ``_`` and
+    ends with ``~`` and 8 hex digits of its SHA-256 (``custom|org/ds|0`` ->
+    ``custom|org_ds|0~1a2b3c4d``): replacing the ``/`` alone made it overwrite
+    ``custom|org_ds|0``. A name that already ends like a changed one, and a task named
+    ``details`` (its metrics would share the details tables' keys), are changed the same way.
+    The rule depends on the name alone, so details streamed before the results exist get the
+    key the results use without knowing the run's other names.
+    """
+    if "/" in name or _HASHED.search(name) or (is_task and name == DETAILS_PREFIX):
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
+        return f"{name.replace('/', '_')}~{digest}"
+    return name
+
+
 def metric_key(task: str, metric: str) -> str:
     """``{task}/{metric}``, lighteval's names kept verbatim (``|`` and ``:`` included).
 
     Trackio accepts any text as a metric name and groups the dashboard by what precedes the first
     ``/``: keeping ``lighteval|mmlu:anatomy|5`` whole groups a task's metrics together and maps
-    each key back to ``results[task][metric]`` without ambiguity. A ``/`` inside a task or metric
-    name would add a level, so it becomes ``_``.
+    each key back to ``results[task][metric]`` without ambiguity. A name that cannot be kept whole
+    (a ``/`` in it) is changed as :func:`key_part` says.
     """
-    return f"{task.replace('/', '_')}/{metric.replace('/', '_')}"
+    return f"{key_part(task, is_task=True)}/{key_part(metric)}"
+
+
+def details_key(task: str) -> str:
+    """``details/{task}``, the task as in its metrics' keys (:func:`key_part`)."""
+    return f"{DETAILS_PREFIX}/{key_part(task, is_task=True)}"
+
+
+def _renamed(name: str, *, is_task: bool) -> str | None:
+    """What the user is told when a name is not kept as it is in its keys, else None."""
+    part = key_part(name, is_task=is_task)
+    if part == name:
+        return None
+    kind = "task" if is_task else "metric"
+    return f"{kind} {name!r} is logged as {part!r} in keys: a '/' would add a key level (see the docs)"
 
 
 def _truncate(text: str, limit: int = MAX_CELL_CHARS) -> str:
@@ -174,6 +219,8 @@ class TrackioSink(Sink):
         self._pending_rows = 0
         self._accepted: dict[str, int] = {}  # rows taken per task (for max_rows)
         self._capped: dict[str, int] = {}  # rows left out per task by max_rows
+        self._told: set[str] = set()  # warnings already given (a renamed name is told once)
+        self._saving = False  # results_saved was called: it logs (or failed to log) the gathered rows
 
     @property
     def _wants_details(self) -> bool:
@@ -209,13 +256,18 @@ class TrackioSink(Sink):
                 self._capped[task] = self._capped.get(task, 0) + 1
                 continue
             self._accepted[task] = taken + 1
-            self._pending.setdefault(task, []).append(flatten_record(record))
+            rows = self._pending.get(task)
+            if rows is None:
+                rows = self._pending[task] = []
+                self._tell(_renamed(task, is_task=True))
+            rows.append(flatten_record(record))
             self._pending_rows += 1
             if self._pending_rows >= self.config.rows_per_table:
                 self._log_pending()
 
     @hookimpl
     def evalsink_results_saved(self, run: Run, results: EvaluationResults) -> list[str]:
+        self._saving = True
         trackio_run = self._run
         if trackio_run is None:
             raise RuntimeError("trackio run was not started")
@@ -245,7 +297,8 @@ class TrackioSink(Sink):
             for task in run.details.tasks():
                 rows = list(self._detail_rows(run, task))
                 if rows:
-                    details = {f"details/{task.replace('/', '_')}": self._trackio.Table(data=rows)}
+                    self._tell(_renamed(task, is_task=True))
+                    details = {details_key(task): self._trackio.Table(data=rows)}
                     self._guarded(partial(trackio_run.log, details, step=self.step))
         name = trackio_run.name
         self._finish()  # drained before save() reports the sink ok
@@ -254,8 +307,18 @@ class TrackioSink(Sink):
 
     @hookimpl
     def evalsink_run_finished(self) -> None:
-        """Finish a run a failure left open (always called, also after this sink failed)."""
-        self._finish()
+        """Finish a run a failure left open (always called, also after this sink failed).
+
+        A run that was never saved (the evaluation failed) first logs the streamed rows still
+        gathered (fewer than ``rows_per_table``): its samples are worth seeing, as W&B keeps a
+        failed run's streamed details. After ``results_saved``, which logs them itself (or failed
+        trying, and is reported), nothing is retried.
+        """
+        try:
+            if self._run is not None and not self._saving:
+                self._log_pending()
+        finally:
+            self._finish()
 
     # -- helpers ----------------------------------------------------------------------------
     def _log_pending(self) -> None:
@@ -266,10 +329,7 @@ class TrackioSink(Sink):
         trackio_run = self._run
         if trackio_run is None:
             raise RuntimeError("trackio run was not started")
-        tables = {
-            f"details/{task.replace('/', '_')}": self._trackio.Table(data=rows)
-            for task, rows in pending.items()
-        }
+        tables = {details_key(task): self._trackio.Table(data=rows) for task, rows in pending.items()}
         self._guarded(partial(trackio_run.log, tables, step=self.step))
 
     def _metrics(self, results: dict[str, dict[str, float | None]]) -> tuple[dict[str, Any], list[list[Any]]]:
@@ -277,7 +337,9 @@ class TrackioSink(Sink):
         table: list[list[Any]] = []
         skipped: list[str] = []
         for task, values in results.items():
+            self._tell(_renamed(task, is_task=True))
             for metric, value in values.items():
+                self._tell(_renamed(metric, is_task=False))
                 if value is None or not math.isfinite(value):
                     skipped.append(f"{task}/{metric}")
                 else:
@@ -290,6 +352,12 @@ class TrackioSink(Sink):
                 "trackio: %d null (NaN/inf) value(s) not logged: %s", len(skipped), ", ".join(skipped)
             )
         return metrics, table
+
+    def _tell(self, message: str | None) -> None:
+        """Warn once (``save()``'s report) about a message; None is nothing to tell."""
+        if message is not None and message not in self._told:
+            self._told.add(message)
+            self.warn(message)
 
     def _detail_rows(self, run: Run, task: str) -> Iterator[dict[str, Any]]:
         cap = self.config.max_rows

@@ -32,6 +32,17 @@ def configured_mode() -> str:
     return {"dryrun": "offline", "run": "online"}.get(mode, mode)
 
 
+def configured_resume() -> tuple[str | None, str | None]:
+    """wandb's own resume and run id (``WANDB_RESUME``, ``WANDB_RUN_ID``), which ``wandb.init``
+    uses when the sink passes none; read like :func:`configured_mode` (wandb 0.31 validates
+    ``resume`` to ``allow``, ``must``, ``never`` or ``auto``)."""
+    from wandb.sdk import wandb_setup
+
+    settings = wandb_setup.singleton().settings
+    resume, run_id = settings.resume, settings.run_id
+    return (str(resume) if resume else None), (str(run_id) if run_id else None)
+
+
 def has_credentials() -> bool:
     """Whether wandb finds credentials without asking: ``WANDB_API_KEY``, an identity token file,
     the ``wandb login`` netrc entry or a settings file, for the configured W&B host.

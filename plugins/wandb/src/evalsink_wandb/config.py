@@ -50,7 +50,7 @@ class WandbSinkConfig(SinkConfig):
     """W&B run id, to resume a run (with ``resume``); default a new id."""
     resume: Literal["allow", "must", "never", "auto"] | None = None
     """wandb.init's ``resume``: continue the run ``run_id`` (``must``), or create it if missing
-    (``allow``)."""
+    (``allow``). Offline it needs a ``step``: wandb cannot tell the resumed run's step there."""
     tags: list[str] = Field(default_factory=list)
     """Run tags; in the environment a comma-separated list."""
     group: str | None = Field(default=None, min_length=1)

@@ -4,6 +4,10 @@ W&B groups a run's charts into sections by what precedes the ``/`` of a key. Kee
 name whole (``lighteval|mmlu:anatomy|5/acc``) puts each task's metrics in one section and maps
 every key back to ``results[task][metric]`` without ambiguity; lighteval's ``:`` -> ``/``
 rewriting made ``mmlu:anatomy`` and ``mmlu/anatomy`` collide and split a task across sections.
+
+A name that cannot be kept whole (see :func:`key_part`) is changed by a rule that depends on the
+name alone, so the scalars, the results table and the details streamed before the results exist
+all agree on it without knowing the other names of the run.
 """
 
 from __future__ import annotations
@@ -25,18 +29,44 @@ ARTIFACT_TYPE = "evaluation-results"
 _ARTIFACT_NAME_MAX = 128  # wandb's limit
 
 
+_HASH_CHARS = 8
+_HASHED = re.compile(rf"~[0-9a-f]{{{_HASH_CHARS}}}$")
+"""The end of a changed name: a name that already ends like this is changed too, so a changed name
+can never equal a name kept as it is."""
+
+
+def _digest(name: str) -> str:
+    """8 hex digits of the name's SHA-256: what tells apart names that differ only by a ``/``."""
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
+
+
 def _part(name: str) -> str:
-    """A task or metric name as one key segment: a ``/`` would add a level, so it becomes ``_``."""
+    """A name with every ``/`` (which would add a key level) as ``_``."""
     return name.replace("/", "_")
 
 
+def key_part(name: str, *, is_task: bool = False) -> str:
+    """A task or metric name as one key segment, unchanged unless it cannot be kept whole.
+
+    A ``/`` would add a key level, so a name containing one has each ``/`` as ``_`` and ends with
+    ``~`` and 8 hex digits of its SHA-256 (``custom|org/ds|0`` -> ``custom|org_ds|0~1a2b3c4d``):
+    replacing the ``/`` alone made it collide with ``custom|org_ds|0``. A name that already ends
+    like a changed one, and a task named ``details`` (its metrics would share the details tables'
+    keys), are changed the same way. The rule depends on the name alone: the details streamed
+    before the results exist get the key the results use, without knowing the run's other names.
+    """
+    if "/" in name or _HASHED.search(name) or (is_task and name == DETAILS_PREFIX):
+        return f"{_part(name)}~{_digest(name)}"
+    return name
+
+
 def metric_key(task: str, metric: str) -> str:
-    """``{task}/{metric}``, lighteval's names verbatim (``|`` and ``:`` kept, ``/`` -> ``_``)."""
-    return f"{_part(task)}/{_part(metric)}"
+    """``{task}/{metric}``: lighteval's names verbatim (``|`` and ``:`` kept), as :func:`key_part`."""
+    return f"{key_part(task, is_task=True)}/{key_part(metric)}"
 
 
 def details_key(task: str, wandb_run_id: str = "") -> str:
-    """``details/{task}``: one section holds every task's details table.
+    """``details/{task}``: one section holds every task's details table (task as :func:`key_part`).
 
     W&B stores an incremental table as an artifact named ``run-{run id}-incr-{key}`` (less the
     characters artifact names refuse, plus a 7-character suffix when any were removed), and
@@ -44,13 +74,22 @@ def details_key(task: str, wandb_run_id: str = "") -> str:
     could not fit keeps the start of the task name and ends with ``~`` and 8 hex digits of the
     whole name's hash, so tasks sharing a long prefix keep separate tables.
     """
-    key = f"{DETAILS_PREFIX}/{_part(task)}"
+    key = f"{DETAILS_PREFIX}/{key_part(task, is_task=True)}"
     budget = _ARTIFACT_NAME_MAX - len(f"run-{wandb_run_id}-incr-") - _SANITIZED_SUFFIX
     if len(key) <= budget:
         return key
-    digest = hashlib.sha256(task.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    digest = _digest(task)
     keep = max(budget - len(f"{DETAILS_PREFIX}/~{digest}"), 0)
     return f"{DETAILS_PREFIX}/{_part(task)[:keep]}~{digest}"
+
+
+def renamed(name: str, *, is_task: bool = False) -> str | None:
+    """What the user is told when a name is not kept as it is in its keys, else None."""
+    part = key_part(name, is_task=is_task)
+    if part == name:
+        return None
+    kind = "task" if is_task else "metric"
+    return f"{kind} {name!r} is logged as {part!r} in keys: a '/' would add a key level (see the docs)"
 
 
 _SANITIZED_SUFFIX = 7  # "-" and 6 characters, added by wandb when it removes characters from a name
@@ -70,6 +109,8 @@ class Scalars:
     """Results-table rows ``[task, metric, value, stderr]``; null where a value is NaN/inf/missing."""
     skipped: list[str] = field(default_factory=list)
     """Keys left out of ``metrics`` because their value was null (NaN or infinite)."""
+    renamed: list[str] = field(default_factory=list)
+    """What to tell the user about each task or metric name not kept as it is in its keys."""
 
 
 def scalars(results: dict[str, dict[str, float | None]]) -> Scalars:
@@ -79,7 +120,13 @@ def scalars(results: dict[str, dict[str, float | None]]) -> Scalars:
     a series of its own, and shown in that metric's table row rather than as a row.
     """
     out = Scalars()
+    told: set[str] = set()
     for task, values in results.items():
+        for name, is_task in ((task, True), *((metric, False) for metric in values)):
+            message = renamed(name, is_task=is_task)
+            if message is not None and message not in told:
+                told.add(message)
+                out.renamed.append(message)
         for metric, value in values.items():
             key = metric_key(task, metric)
             finite = _finite(value)
@@ -96,7 +143,16 @@ def artifact_name(model_name: str | None) -> str:
     """``evalsink-results-{model}``: one artifact per model, a new version per evaluation.
 
     Artifact names allow letters, digits, ``-``, ``_`` and ``.`` only: ``/`` becomes ``__`` (as
-    in lighteval's Hub repo names), anything else ``_``.
+    in lighteval's Hub repo names), anything else ``_``. That alone mapped different models to one
+    collection (``org/模型`` and ``org/型号`` both ``org___``; two long checkpoint paths cut at the
+    same length), so a name the mapping cannot give back exactly (it replaced a character other
+    than ``/``, the name already held ``__``, or it was cut to fit) ends with ``-`` and 8 hex
+    digits of the model name's SHA-256. Other names are unchanged (``org/m`` -> ``org__m``).
     """
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", (model_name or "model").replace("/", "__"))
-    return f"evalsink-results-{slug}"[:_ARTIFACT_NAME_MAX]
+    model = model_name or "model"
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.replace("/", "__"))
+    name = f"evalsink-results-{slug}"
+    if slug.replace("__", "/") == model and len(name) <= _ARTIFACT_NAME_MAX:
+        return name
+    suffix = f"-{_digest(model)}"
+    return name[: _ARTIFACT_NAME_MAX - len(suffix)] + suffix

@@ -40,7 +40,7 @@ from evalsink.run import nanotron_run_and_step
 from evalsink_wandb import backend
 from evalsink_wandb.config import WandbSinkConfig
 from evalsink_wandb.details import DetailsStream
-from evalsink_wandb.naming import ARTIFACT_TYPE, RESULTS_KEY, artifact_name, scalars
+from evalsink_wandb.naming import ARTIFACT_TYPE, RESULTS_KEY, artifact_name, renamed, scalars
 
 logger = logging.getLogger("evalsink.wandb")
 
@@ -86,6 +86,10 @@ class WandbSink(Sink):
         self._details_error_raised = False
         self._inactive: str | None = None
         """Why a started run logs nothing (disabled mode or run), if it does not."""
+        self._told: set[str] = set()
+        """Warnings already given (each renamed name is told once, from details or results)."""
+        self._generated_name: str | None = None
+        """The name W&B gave the run the sink created without one (None when it was given one)."""
         if not self.is_main:
             return
         # imported here, never at module import: `evalsink sinks` and trackers without this sink
@@ -98,6 +102,8 @@ class WandbSink(Sink):
                     "wandb found no credentials and the sink never prompts for them: set WANDB_API_KEY, "
                     'run `wandb login` once, or log locally with WANDB_MODE=offline (or {"mode": "offline"})'
                 )
+            if self.mode == "offline" and self.step is None:
+                self._check_offline_resume()
 
     @property
     def wandb_run(self) -> Any:
@@ -131,6 +137,8 @@ class WandbSink(Sink):
                     return
                 self._owns_run = True
                 atexit.register(self._finish_at_exit)
+                if not (self.run_name or run.model_name):
+                    self._generated_name = str(wandb_run.name or "")
             self._run = wandb_run
             self.run_dir = str(wandb_run.sync_dir)
             current = int(wandb_run.step)
@@ -159,6 +167,8 @@ class WandbSink(Sink):
         details = self._details
         if details is None or all(details.full(task) for task in batch.tasks):
             return
+        for task in batch.tasks:
+            self._tell(renamed(task, is_task=True))
         try:
             for record in batch.records():
                 details.add(record["task_name"], record)
@@ -180,6 +190,8 @@ class WandbSink(Sink):
                 raise RuntimeError(self._behind_message(self._log_step, current))
             wandb_run.config.update(self._results_config(run, results), allow_val_change=True)
             values = scalars(results.results)
+            for message in values.renamed:
+                self._tell(message)
             if values.skipped:
                 logger.warning(
                     "wandb: %d null (NaN/inf) value(s) not logged: %s",
@@ -191,6 +203,7 @@ class WandbSink(Sink):
             wandb_run.summary.update(
                 {**values.metrics, "summary_general": results.summary_general.model_dump(mode="json")}
             )
+            self._name_after_model(wandb_run, run)
             name = self._log_results_file(wandb_run, run, results)
             outputs = [self._where(wandb_run), f"wandb artifact: {name} ({ARTIFACT_TYPE})"]
             if self._details is not None:  # after the results: a details problem never costs them
@@ -224,6 +237,46 @@ class WandbSink(Sink):
         self._raise_details_error([])
 
     # -- helpers ----------------------------------------------------------------------------
+    def _check_offline_resume(self) -> None:
+        """Refuse to resume a run offline at a step the sink cannot check.
+
+        Offline, wandb does not know where the run it resumes stands: ``run.step`` is 0 until
+        ``wandb sync`` reaches W&B, which then drops every value logged behind the run's current
+        step (a second evaluation of the run at step 0, say). With no step given, the sink cannot
+        pick a safe one, so it fails at construction with the reason and the fix rather than log
+        values W&B would drop. A step that is given is trusted (it cannot be checked offline).
+        """
+        resume: str | None = self.config.resume
+        run_id = self.config.run_id
+        if resume is None or run_id is None:
+            env_resume, env_run_id = backend.configured_resume()
+            resume, run_id = resume or env_resume, run_id or env_run_id
+        if resume == "auto" or (resume in ("allow", "must") and run_id is not None):
+            raise ValueError(
+                f"resume={resume!r} in offline mode needs a step: offline, wandb cannot tell the "
+                "resumed run's current step (it reads 0), and on `wandb sync` W&B drops values "
+                "logged behind it. Give the step of this evaluation (nanotron_run_info.step or the "
+                "`step` option), later than any step already logged to the run, or log online"
+            )
+
+    def _tell(self, message: str | None) -> None:
+        """Warn once (``save()``'s report) about a message; None is nothing to tell."""
+        if message is not None and message not in self._told:
+            self._told.add(message)
+            self.warn(message)
+
+    def _name_after_model(self, wandb_run: Any, run: Run) -> None:
+        """Name the run after the model when it started before the model was known.
+
+        ``run_name`` defaults to the model name, but with ``log_model_info`` called inside
+        ``with tracker:`` (the README's pattern) the run starts before it, and would keep the
+        name W&B gave it (none, offline). A name the user set on the run meanwhile is kept.
+        """
+        generated = self._generated_name
+        self._generated_name = None
+        if generated is not None and run.model_name and str(wandb_run.name or "") == generated:
+            wandb_run.name = run.model_name
+
     def _stop_details(self, error: Exception) -> None:
         """Stop sending details after a failure, and keep the error to raise once the results are
         logged: the metrics, results table and file are worth more than the rest of the rows."""
