@@ -64,8 +64,10 @@ def evalsink_results_saved(run: Run, results: EvaluationResults) -> list[str] | 
     Write the results before converting details, so a details problem never costs the results.
 
     :param run: the run being tracked; ``run.details`` reads back every logged sample, task by task.
-    :param results: the validated results model (lighteval's results JSON layout).
-    :return: the paths or URLs written, shown in ``save()``'s report (or None).
+    :param results: the validated results model (lighteval's results JSON layout), this sink's
+        own copy.
+    :return: the paths or URLs written (a list of ``str``), shown in ``save()``'s report, or
+        None; anything else is left out of the report's outputs, with a warning.
     """
 
 
