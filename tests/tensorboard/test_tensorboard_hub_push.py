@@ -10,6 +10,8 @@ and downloaded copies read by TensorBoard's own EventAccumulator. Faults are inj
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import re
 import sys
 import time
@@ -17,7 +19,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import httpx
 import pytest
 from huggingface_hub import HfApi
 from loopback_hub import DUMMY_TOKEN, LoopbackHub
@@ -27,6 +28,9 @@ import evalsink_tensorboard
 from evalsink import EvaluationTracker, SaveReport, SinkConfigError
 from evalsink_hub import HubSinkConfig
 from evalsink_tensorboard import TensorBoardPushError, TensorBoardSinkConfig, push_logs
+
+# the HTTP library huggingface_hub raises the errors of: httpx2 from its 2.x releases, httpx before
+httpx = importlib.import_module("httpx2" if importlib.util.find_spec("httpx2") else "httpx")
 
 pytestmark = pytest.mark.usefixtures("hub_env")
 
