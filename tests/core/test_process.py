@@ -141,7 +141,9 @@ def test_a_run_saved_outside_a_with_block_drops_its_spool_at_save(tmp_path: Path
 
 def test_samples_of_a_run_that_never_started_are_kept_at_exit(tmp_path: Path) -> None:
     """Fewer samples than a flush, no ``with`` block and a crash before save(): the run had not
-    started (no flush yet), so the exit handler did not know it, and the samples were lost."""
+    started (no flush yet), so the exit handler did not know it, and the samples were lost. They
+    are now kept for `evalsink recover`, without calling any sink at exit (a remote sink's library
+    may have shut down by then)."""
     log = tmp_path / "calls.jsonl"
     script = textwrap.dedent(
         """
@@ -151,6 +153,7 @@ def test_samples_of_a_run_that_never_started_are_kept_at_exit(tmp_path: Path) ->
             sys.argv[1], sinks=["recorder"], sink_config={"recorder": {"path": sys.argv[2]}}, run_id="early"
         )
         unused = EvaluationTracker(sys.argv[1], sinks=["recorder"], run_id="unused")  # nothing logged
+        tracker.general_config_logger.log_model_info(model_name="org/m")
         for i in range(3):
             tracker.details_logger.log("lighteval|t|0", {"query": f"q{i}"}, {}, {"acc": 1.0})
         raise RuntimeError("the evaluation crashed")
@@ -159,14 +162,93 @@ def test_samples_of_a_run_that_never_started_are_kept_at_exit(tmp_path: Path) ->
     done = _run(script, str(tmp_path / "out"), str(log), cwd=tmp_path)
     assert done.returncode == 1
     assert "the evaluation crashed" in done.stderr
-    calls = _recorded(log)
-    assert [c["hook"] for c in calls] == ["run_started", "details_batch", "run_finished"]
-    assert calls[1]["queries"] == ["q0", "q1", "q2"]
-    assert calls[2]["status"] == "failed"
+    assert not log.exists()  # no sink was called
     runs = tmp_path / "out" / ".evalsink" / "runs"
     assert [path.name for path in runs.iterdir()] == ["early"]  # the unused tracker opened no run
     (spool,) = (runs / "early").glob("details-*.jsonl")
     assert len(spool.read_text(encoding="utf-8").splitlines()) == 3
+    from evalsink.manifest import RunState, manifest_path, read_manifest
+    from evalsink.recovery import recover_run
+
+    manifest = read_manifest(manifest_path(spool))
+    assert manifest is not None
+    assert (manifest.state, manifest.config_general["model_name"]) == (RunState.FAILED, "org/m")
+    report = recover_run(tmp_path / "out", "early")
+    assert report.ok, str(report)
+    assert [path.name for path in (tmp_path / "out" / "results" / "org" / "m").iterdir()] == [
+        f"results_{report.date_id}.json"
+    ]
+
+
+def test_a_resumed_run_left_unused_is_left_as_it_was_at_exit(tmp_path: Path) -> None:
+    """A tracker rebuilt from a crashed run (``resume=True``, as recover_run builds one) holds that
+    run's samples: at exit it must not be started, replayed to the sinks, or have its manifest
+    rewritten (which dropped the date id of a results file already published)."""
+    from evalsink.manifest import RunState, manifest_path, read_manifest, write_manifest
+
+    output = tmp_path / "out"
+    crashed = textwrap.dedent(
+        """
+        import os, sys
+        from evalsink import EvaluationTracker
+        tracker = EvaluationTracker(sys.argv[1], sinks=["local"], run_id="crashed", flush_every=2)
+        for i in range(4):
+            tracker.details_logger.log("lighteval|t|0", {"query": f"q{i}"}, {}, {"acc": 1.0})
+        os._exit(9)
+        """
+    )
+    assert _run(crashed, str(output), cwd=tmp_path).returncode == 9
+    (spool,) = (output / ".evalsink" / "runs" / "crashed").glob("details-*.jsonl")
+    manifest = read_manifest(manifest_path(spool))
+    assert manifest is not None
+    manifest.date_id = "2026-01-02T03-04-05.000006"  # as if its save had begun
+    write_manifest(manifest_path(spool), manifest)
+    log = tmp_path / "calls.jsonl"
+    resumed = textwrap.dedent(
+        """
+        import sys
+        from evalsink import EvaluationTracker
+        tracker = EvaluationTracker(
+            sys.argv[1], sinks=["recorder"], sink_config={"recorder": {"path": sys.argv[2]}},
+            run_id="crashed", resume=True,
+        )
+        raise RuntimeError("the recovery stopped before saving")
+        """
+    )
+    assert _run(resumed, str(output), str(log), cwd=tmp_path).returncode == 1
+    assert not log.exists()
+    after = read_manifest(manifest_path(spool))
+    assert after is not None
+    assert (after.state, after.date_id) == (RunState.RUNNING, "2026-01-02T03-04-05.000006")
+    assert len(spool.read_text(encoding="utf-8").splitlines()) == 4
+
+
+def test_a_forked_child_leaves_its_parents_runs_alone_at_exit(tmp_path: Path) -> None:
+    """A child made with os.fork() inherits the parent's trackers: at its exit it started the
+    parent's run and wrote the parent's buffered samples into the parent's spool (twice in all)."""
+    log = tmp_path / "calls.jsonl"
+    script = textwrap.dedent(
+        """
+        import os, sys
+        from evalsink import EvaluationTracker
+        tracker = EvaluationTracker(
+            sys.argv[1], sinks=["recorder"], sink_config={"recorder": {"path": sys.argv[2]}}, run_id="parent"
+        )
+        for i in range(3):
+            tracker.details_logger.log("lighteval|t|0", {"query": f"q{i}"}, {}, {"acc": 1.0})
+        child = os.fork()
+        if child == 0:
+            sys.exit(0)  # a normal exit: the exit handlers run in the child
+        os.waitpid(child, 0)
+        tracker.save()
+        """
+    )
+    done = _run(script, str(tmp_path / "out"), str(log), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    calls = _recorded(log)
+    assert [c["hook"] for c in calls] == ["run_started", "details_batch", "results_saved", "run_finished"]
+    assert calls[1]["queries"] == ["q0", "q1", "q2"]
+    assert calls[-1]["status"] == "ok"
 
 
 def test_the_local_sinks_last_flush_at_exit_is_quiet_and_recoverable(tmp_path: Path) -> None:

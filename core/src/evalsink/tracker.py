@@ -187,6 +187,7 @@ class EvaluationTracker:
             use_wandb=use_wandb,
         )
         self.process = current_rank()
+        self._pid = os.getpid()  # the exit handler leaves a forked child's copy of this tracker alone
         self.merge_timeout = merge_timeout
         shared_run_id = self._shared_run_id(run_id)
         if resume and shared_run_id is None:
@@ -354,6 +355,7 @@ class EvaluationTracker:
         """
         manifest = read_manifest(manifest_path(spool.path))
         if manifest is not None:
+            self._manifest.date_id = manifest.date_id  # its results file may be published under it
             self.general_config_logger.restore(manifest.config_general)
             self.versions_logger.versions.update(manifest.versions)
             self.task_config_logger.tasks_configs.update(manifest.config_tasks)
@@ -369,6 +371,18 @@ class EvaluationTracker:
             "manifest_found": manifest is not None,
         }
 
+    def _keep_unsaved_samples(self) -> None:
+        """At exit, a run that never started: its buffered samples go to the spool, with a failed
+        manifest, for ``evalsink recover``.
+
+        No sink is called: at exit their libraries may have shut down already (wandb's own exit
+        hooks run first), and a remote run would be opened only to be marked failed. A resumed run
+        with nothing new logged is left as it was found.
+        """
+        if self.details_logger.spool.flush() is None:
+            return
+        self._write_manifest(RunState.FAILED, always=True)
+
     def _write_manifest(self, state: RunState | None = None, *, always: bool = False) -> None:
         """Rewrite the run's manifest when what it records changed (atomic; see evalsink.manifest)."""
         manifest = self._manifest
@@ -377,7 +391,8 @@ class EvaluationTracker:
         manifest.config_general = self.general_config_logger.to_dict()
         manifest.versions = jsonsafe.to_jsonable(self.versions_logger.versions)
         manifest.config_tasks = self.task_config_logger.to_dict()
-        manifest.date_id = self.run.date_id
+        if self.run.date_id is not None:  # a resumed run keeps the date id its first save chose
+            manifest.date_id = self.run.date_id
         snapshot = dataclasses.replace(manifest, updated_at=0.0).to_json()
         if always or snapshot != self._manifest_bytes:
             write_manifest(manifest_path(self.details_logger.spool.path), manifest)
@@ -834,8 +849,8 @@ def _hub_missing(error: ModuleNotFoundError, method: str) -> None:
 
 _OPEN: set[EvaluationTracker] = set()
 _BUILT: weakref.WeakSet[EvaluationTracker] = weakref.WeakSet()
-"""Every tracker not yet started: one still holding samples at exit (fewer than a flush, no
-``with`` block, a crash before save()) is finished there too, else they were lost unrecorded."""
+"""Every tracker: one that never started (fewer samples than a flush, no ``with`` block, a crash
+before save()) still has its samples kept at exit; they were lost, unrecorded."""
 
 
 def _remove_spool(spool: DetailSpool, folders: list[Path], owner: int | None = None) -> None:
@@ -856,28 +871,38 @@ def _remove_empty(folders: list[Path]) -> None:
 
 @atexit.register
 def _close_open_runs() -> None:
-    """A run started and never saved (the program crashed or forgot save()) still gets run_finished.
+    """A run started and never saved (the program crashed or forgot save()) still gets run_finished;
+    the samples of one that never started are kept (see :meth:`EvaluationTracker._keep_unsaved_samples`).
 
     Closing one run can fail (its last flush on a full disk): that is logged, with where the run's
     flushed samples wait, and the other runs are closed all the same — at exit there is no caller
-    left to raise to, and Python would stop at the first error.
+    left to raise to, and Python would stop at the first error. Only this process's trackers are
+    touched: a forked child inherits its parent's, whose runs are the parent's to finish.
     """
-    unstarted = [
-        t for t in list(_BUILT) if not t._started and not t._finished and len(t.details_logger.spool)
-    ]
-    for tracker in [*_OPEN, *unstarted]:
+    here = os.getpid()
+    for tracker in [t for t in list(_OPEN) if t._pid == here]:
         try:
             if not tracker._finished:
                 tracker.close(EvalsinkError("the process exited before the run was saved"))
             else:
                 tracker.close()
         except Exception as exc:
-            logger.error(
-                "closing run %r at exit failed (%s: %s); the samples flushed before stay in %s "
-                "(evalsink recover)",
-                tracker.run_id,
-                type(exc).__name__,
-                exc,
-                tracker.details_logger.spool.path,
-                exc_info=exc,
-            )
+            _log_exit_failure(tracker, "closing", exc)
+    for tracker in list(_BUILT):
+        if tracker._pid == here and not tracker._started and not tracker._finished:
+            try:
+                tracker._keep_unsaved_samples()
+            except Exception as exc:
+                _log_exit_failure(tracker, "keeping the samples of", exc)
+
+
+def _log_exit_failure(tracker: EvaluationTracker, what: str, exc: Exception) -> None:
+    logger.error(
+        "%s run %r at exit failed (%s: %s); the samples flushed before stay in %s (evalsink recover)",
+        what,
+        tracker.run_id,
+        type(exc).__name__,
+        exc,
+        tracker.details_logger.spool.path,
+        exc_info=exc,
+    )
