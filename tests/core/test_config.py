@@ -160,8 +160,9 @@ def test_list_and_dict_fields_take_json_from_the_environment() -> None:
     )
     assert isinstance(config, _Containers)
     assert (config.tags, config.limits, config.title) == (["a", "b"], {"k": 1}, "[draft")  # text stays text
+    # not quoted: what in text that is not JSON is a credential cannot be told
     with pytest.raises(
-        SinkConfigError, match=r"EVALSINK_BOX__LIMITS='\{k: 1': Input should be a valid dictionary"
+        SinkConfigError, match=r"invalid config: EVALSINK_BOX__LIMITS: Input should be a valid dictionary"
     ):
         build_config("box", _Containers, None, {"EVALSINK_BOX__LIMITS": "{k: 1"})
 
@@ -247,3 +248,24 @@ def test_a_urls_password_is_not_echoed_in_an_error() -> None:
     message = str(info.value)
     assert "URL_PW" not in message
     assert "endpoint='http://alice:**********@host/api': " in message
+
+
+def test_values_that_may_hold_a_credential_are_not_quoted_in_errors() -> None:
+    """An option named like a secret (a plain ``str`` ``api_key``, which the manifest leaves out
+    too) and a dict option's text that did not parse were quoted whole."""
+    from pydantic import Field
+
+    class ThirdParty(SinkConfig):
+        api_key: str | None = Field(default=None, pattern=r"^sk-")
+        headers: dict[str, str] = Field(default_factory=dict)
+        retries: int = 1
+
+    for explicit, environ in [
+        ({"api_key": "hunter2-SECRET"}, {}),
+        (None, {"EVALSINK_TP__HEADERS": '{"Authorization": "Bearer SECRET"'}),  # a brace missing
+    ]:
+        with pytest.raises(SinkConfigError) as info:
+            build_config("tp", ThirdParty, explicit, environ=environ)
+        assert "SECRET" not in str(info.value)
+    with pytest.raises(SinkConfigError, match=r"retries='many': Input should be a valid integer"):
+        build_config("tp", ThirdParty, {"retries": "many"}, environ={})  # other values still quoted

@@ -490,6 +490,27 @@ def test_an_infinite_option_is_stored_as_infinite() -> None:
     assert build_config("t", SinkConfig, stored, environ={}).hook_timeout == float("inf")
 
 
+def test_a_secret_inside_a_dataclass_option_is_not_stored_masked() -> None:
+    """The type checks do not look inside dataclasses: the option dumped as ``'**********'`` and a
+    recovery handed the sink that text as its password."""
+    import dataclasses
+
+    from evalsink.config import build_config, public_options
+    from evalsink.sink import SinkConfig
+
+    @dataclasses.dataclass
+    class Creds:
+        user: str
+        password: SecretStr
+
+    class WithCreds(SinkConfig):
+        auth: Creds | None = None
+        project: str = "p"
+
+    config = build_config("dc", WithCreds, {"auth": Creds("me", SecretStr("PW")), "project": "q"}, environ={})
+    assert public_options(config) == {"project": "q"}
+
+
 def test_secret_options_are_never_stored() -> None:
 
     from evalsink.config import build_config, public_options

@@ -78,7 +78,7 @@ def public_options(config: SinkConfig) -> dict[str, Any]:
     """
     from pydantic_core import PydanticSerializationError
 
-    from evalsink.jsonsafe import redact_secrets
+    from evalsink.jsonsafe import REDACTED, redact_secrets
 
     log = logging.getLogger("evalsink")
     fields = type(config).model_fields
@@ -92,7 +92,8 @@ def public_options(config: SinkConfig) -> dict[str, Any]:
         except PydanticSerializationError as exc:  # no JSON form: not kept, see above
             log.info("option %r is not kept for recovery: %s", name, exc)
             continue
-        if redact_secrets(option) != option:
+        if redact_secrets(option) != option or REDACTED in repr(option):
+            # the second: a secret the checks above cannot see (in a dataclass, say) dumps masked
             log.info("option %r is not kept for recovery: its value holds a credential", name)
             continue
         options.update(option)
@@ -197,21 +198,36 @@ def _did_you_mean(key: str, valid: list[str]) -> str:
 def _describe(
     error: Any, sink_name: str, model: type[SinkConfig], from_env: Mapping[str, str], given: Mapping[str, Any]
 ) -> str:
-    """One validation problem, naming the option as the user set it and, unless its field can hold a
-    secret, its value (less any credential written into it, a URL's password say)."""
-    from evalsink.jsonsafe import redact_secrets
-
+    """One validation problem, naming the option as the user set it and, when that cannot leak a
+    credential, its value (see :func:`_shown_value`)."""
     location = [str(part) for part in error["loc"]]
     message = _without_prefix(error)
     if not location:  # a check of the whole config: the sink's own words say what is missing
         return message
     key = location[0]
     where = ".".join([_source(sink_name, key, from_env, given).strip("'"), *location[1:]])
-    field = model.model_fields.get(key)
-    secret = field is not None and _holds_secret(field.annotation)
-    if len(location) == 1 and not secret and error["type"] != "missing" and "input" in error:
-        where += f"={redact_secrets(error['input'])!r}"
+    if len(location) == 1 and error["type"] != "missing" and "input" in error:
+        shown = _shown_value(model, key, error["input"])
+        if shown is not None:
+            where += f"={shown}"
     return f"{where}: {message}"
+
+
+def _shown_value(model: type[SinkConfig], key: str, value: Any) -> str | None:
+    """The value to quote in an error, or None when it may hold a credential: a field that can hold
+    a secret, an option named like one (``api_key``), and a list/dict field's text that did not
+    parse (``'{"Authorization": "Bearer ...'``: what is a secret in it cannot be told)."""
+    from evalsink.jsonsafe import redact_secrets
+
+    field = model.model_fields.get(key)
+    annotation = field.annotation if field is not None else None
+    if field is not None and _holds_secret(annotation):
+        return None
+    if redact_secrets({key: value}) != {key: redact_secrets(value)}:  # the name looks secret
+        return None
+    if isinstance(value, str) and _takes_container(annotation):
+        return None
+    return repr(redact_secrets(value))
 
 
 def _without_prefix(error: Any) -> str:
