@@ -68,6 +68,16 @@ def test_push_results_to_hub_honours_private_false(
     assert not loopback_hub.repo(f"{ORG}/open-results").private
 
 
+def test_the_methods_name_their_repository_so_an_unused_org_is_not_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loopback_hub: LoopbackHub
+) -> None:
+    """push_results_to_hub(repo_id, ...) never uses hub_results_org: a value the Hub would refuse
+    as a namespace refused the push all the same."""
+    tracker = saved_tracker(tmp_path, monkeypatch, hub_results_org="My Org")
+    tracker.push_results_to_hub(f"{ORG}/results", "results.json")
+    assert "results.json" in loopback_hub.files(f"{ORG}/results")
+
+
 def test_push_details_to_hub_uploads_a_runs_folder_with_the_card(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loopback_hub: LoopbackHub
 ) -> None:

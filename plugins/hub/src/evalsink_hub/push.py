@@ -124,12 +124,14 @@ MISSING_NAMESPACE = (
 )
 
 
-def details_namespace(config: HubSinkConfig, org: str | None) -> str | None:
+def details_namespace(config: HubSinkConfig, org: str | None, *, check: bool = True) -> str | None:
     """The org of the details repository (the ``org`` option, else the tracker's
     ``hub_results_org``), checked when it names the repository: a namespace the Hub refuses fails
-    when the tracker is built, not at the push after the evaluation."""
+    when the tracker is built, not at the push after the evaluation. ``check=False`` for pushes
+    given their repository (``push_results_to_hub(repo_id, ...)``): an org they never use must not
+    refuse them; a details repository built from it later is still checked (``details_repo_id``)."""
     namespace = config.org or (org.strip() if org else None) or None
-    if namespace is not None and config.repo_id is None:
+    if check and namespace is not None and config.repo_id is None:
         check_namespace(namespace, "hub_results_org" if config.org is None else "the hub sink's org")
     return namespace
 
@@ -137,11 +139,13 @@ def details_namespace(config: HubSinkConfig, org: str | None) -> str | None:
 class HubPusher:
     """An ``HfApi`` with evalsink's retry rules, naming and card; shared by the sink and push_run."""
 
-    def __init__(self, config: HubSinkConfig, *, org: str | None = None, public: bool = False) -> None:
+    def __init__(
+        self, config: HubSinkConfig, *, org: str | None = None, public: bool = False, check_org: bool = True
+    ) -> None:
         from huggingface_hub import HfApi, get_token
 
         self.config = config
-        self.org = details_namespace(config, org)
+        self.org = details_namespace(config, org, check=check_org)
         self.public = config.public if config.public is not None else public
         token = config.token.get_secret_value() if config.token is not None else None
         if token is None and get_token() is None:
