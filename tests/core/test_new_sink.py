@@ -244,3 +244,20 @@ def test_the_templates_ship_in_the_core_wheel(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
 
     assert {f"evalsink/templates/sink/{template}" for template in new_sink.FILES} <= names
+
+
+def test_a_name_differing_from_an_installed_one_only_in_case_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A third party's sink may be named ``MySink``: ``mysink`` would read its EVALSINK_MYSINK__*
+    variables, and enabling either would then be refused."""
+    import click
+
+    from evalsink import discovery
+    from evalsink.commands.new_sink import check_name
+
+    entry = discovery.SinkEntry("MySink", "their_pkg:Sink", "their-sinks", "1.0", None)  # type: ignore[arg-type]
+    monkeypatch.setattr(discovery, "discover", lambda: discovery.Installed({"MySink": entry}, {}))
+    with pytest.raises(click.BadParameter, match=r"'mysink' would share .* the installed sink 'MySink'"):
+        check_name("mysink")
+    assert check_name("othersink") == "othersink"

@@ -46,15 +46,16 @@ def check_name(name: str) -> str:
             f"{name!r}: give the sink's name without the 'evalsink-' prefix (the distribution gets it)",
             param_hint="NAME",
         )
+    from evalsink.config import env_prefix
     from evalsink.discovery import discover
 
-    # two distributions claiming one name make it unusable in both; 'my-sink' and 'my_sink' would
-    # share the import package evalsink_my_sink and the EVALSINK_MY_SINK__* variables
+    # two distributions claiming one name make it unusable in both; 'my-sink' and 'my_sink' (or an
+    # installed 'My_Sink') would share the EVALSINK_MY_SINK__* variables (and an import package)
     for other, installed in discover().sinks.items():
         owner = f"({installed.distribution} {installed.version})"
         if other == name:
             raise click.BadParameter(f"a sink named {name!r} is already installed {owner}", param_hint="NAME")
-        if other.replace("-", "_") == name.replace("-", "_"):
+        if env_prefix(other) == env_prefix(name):
             raise click.BadParameter(
                 f"{name!r} would share its package and environment variables with the installed sink "
                 f"{other!r} {owner}",
