@@ -37,7 +37,7 @@ import pluggy
 from evalsink import hookspecs
 from evalsink.errors import SinkFailedError, SinkLoadError
 from evalsink.report import SinkOutcome
-from evalsink.sink_thread import HookTimeoutError, SinkThread, call_inline
+from evalsink.sink_thread import WARNINGS_LOCK, HookTimeoutError, SinkThread, call_inline
 
 if TYPE_CHECKING:
     from evalsink.models import EvaluationResults
@@ -243,8 +243,9 @@ class SinkManager:
             attributes = getattr(sink, "__dict__", None)  # where Sink.warn appends
             if attributes is None or not isinstance(attributes.get("warnings", []), list):
                 continue
-            given = attributes.get("warnings")
-            attributes["warnings"] = _LateWarnings(functools.partial(self._warn, name, late=True))
+            with WARNINGS_LOCK:  # a sink thread's Sink.warn appends to the old list or the new
+                given = attributes.get("warnings")
+                attributes["warnings"] = _LateWarnings(functools.partial(self._warn, name, late=True))
             self._drain(name, given)  # what came between the last hook and now
 
     def run_started(self, run: Run) -> None:

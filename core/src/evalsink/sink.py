@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from evalsink.sink_thread import WARNINGS_LOCK
+
 if TYPE_CHECKING:
     from evalsink.run import TrackerSettings
 
@@ -67,4 +69,5 @@ class Sink:
         (``report[name].warnings``). Safe to call from the sink's own threads, also once the run
         is finished: such a late warning is logged at once and still added to the sink's outcome.
         """
-        self.__dict__.setdefault("warnings", []).append(message)  # even if __init__ was overridden
+        with WARNINGS_LOCK:  # the manager swaps the list once the run is finished: none is lost
+            self.__dict__.setdefault("warnings", []).append(message)  # even if __init__ was overridden

@@ -21,6 +21,11 @@ class HookTimeoutError(TimeoutError):
     """A sink's hook did not return within the sink's ``hook_timeout``."""
 
 
+WARNINGS_LOCK = threading.Lock()
+"""Held by ``Sink.warn`` and by the manager while it replaces a finished sink's ``warnings`` list
+(here, not in :mod:`evalsink.sink`, which imports pydantic)."""
+
+
 class SinkExitError(Exception):
     """A sink's hook raised ``SystemExit`` (a client library calling ``sys.exit()``),
     ``KeyboardInterrupt`` or another ``BaseException`` on the sink's own thread.
