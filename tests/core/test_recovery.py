@@ -262,8 +262,8 @@ def test_the_recover_command(tmp_path: Path) -> None:
     missing = run_cli("recover", str(output), "--run-id", "nope")
     assert missing.returncode == 2
     assert missing.stderr.strip() == (
-        f"evalsink: error: no run 'nope' in {output}/.evalsink/runs; a run leaves that folder once saved "
-        f"or recovered: `evalsink show {output}` lists saved runs"
+        f"evalsink: error: no run 'nope' to recover in {output}/.evalsink/runs; a run leaves that folder "
+        f"once saved or recovered: `evalsink show {output}` lists saved runs"
     )
 
     done = run_cli("recover", str(output), "--json")

@@ -55,11 +55,17 @@ class RunOnDisk:
 
     @property
     def state(self) -> RunState:
-        """RUNNING if any spool's writer may still be at work, else the worst state recorded."""
+        """RUNNING if any spool's writer may still be at work, else the worst state recorded.
+
+        SAVED needs a manifest that says so: a run whose only spools are other ranks' finished
+        shards (rank 0 stopped before its first flush, so it left none) was never saved, and is
+        SHARD_DONE — recoverable, not a run to re-push.
+        """
         states = [m.state if m is not None else RunState.FAILED for m in self.manifests]
-        if RunState.RUNNING in states:
-            return RunState.RUNNING
-        return RunState.FAILED if RunState.FAILED in states else RunState.SAVED
+        for state in (RunState.RUNNING, RunState.FAILED, RunState.SAVED, RunState.SHARD_DONE):
+            if state in states:
+                return state
+        return states[0] if states else RunState.FAILED
 
     @property
     def writer(self) -> RunManifest | None:
@@ -79,8 +85,102 @@ class RunOnDisk:
 
     @property
     def recoverable(self) -> bool:
-        """Not saved (or saved without its results file reaching the output), and nobody still writing it."""
-        return (self.state is not RunState.SAVED or self.unpublished) and not self.alive
+        """Whether :func:`recover_run` can save it: see :func:`why_not_recoverable`."""
+        return why_not_recoverable(self) is None
+
+
+def why_not_recoverable(run: RunOnDisk) -> str | None:
+    """Why :func:`recover_run` would refuse ``run``, in words that say what to do; None if it would not.
+
+    One place for the rule, so that ``--list``, :func:`recover_all` and :func:`recover_run` agree:
+    ``--list`` used to call a run of several spools recoverable, which the recovery then refused.
+    """
+    writer = run.writer
+    if writer is not None:
+        return f"run {run.run_id!r} is still being written by process {writer.pid} on {writer.host}"
+    if run.state is RunState.SAVED and not run.unpublished:
+        return (
+            f"run {run.run_id!r} was saved (a sink failed after the local files were written): "
+            "re-push it with `evalsink push` instead of recovering it"
+        )
+    if len(run.spools) > 1:
+        return _several_spools(run)
+    return None
+
+
+def left_alone(run: RunOnDisk) -> bool:
+    """Still being written, or saved: a run that recovering everything skips, losing nothing.
+
+    Any other run a recovery cannot save is a failure to report: its samples are only on disk.
+    """
+    return run.alive or (run.state is RunState.SAVED and not run.unpublished)
+
+
+def _several_spools(run: RunOnDisk) -> str:
+    """What to do with a run of several spools, which a recovery (a resume of one spool) cannot merge.
+
+    When rank 0's save() had begun (its manifest has a date id) its spool already holds every
+    rank's samples, merged: the others only need moving away. Otherwise each spool holds some of
+    the samples; the safe advice recovers one, never a concatenation that could repeat samples.
+    """
+    names = ", ".join(path.name for path in run.spools)
+    head = (
+        f"run {run.run_id!r} has {len(run.spools)} spools in {run.folder} ({names}), written by "
+        "several trackers (ranks, or runs sharing its id); `evalsink recover` saves a run from one "
+        "spool and cannot merge several, so all are left in place"
+    )
+    merged = _merged_rank_0(run)
+    if merged is not None:
+        return (
+            f"{head}. Rank 0's {merged.name} already holds every rank's samples (its save() had "
+            "merged them): move the other spools and their .meta.json files out of that folder, "
+            "then recover the run again"
+        )
+    return (
+        f"{head}. To save the samples of one of them, move the others and their .meta.json files "
+        "out of that folder, then recover the run again; or evaluate again"
+    )
+
+
+def _merged_rank_0(run: RunOnDisk) -> Path | None:
+    """Rank 0's spool, if its save() had begun (so had merged the other ranks) and every other
+    spool is a shard of the same launch; None otherwise.
+
+    A one-process run with a date id is not enough: two attempts sharing a run id each leave a
+    spool with their own samples, and neither holds the other's.
+    """
+    spools = dict(zip(run.spools, run.manifests, strict=True))
+    main = next(
+        (spool for spool, m in spools.items() if m is not None and m.rank == 0 and m.world_size > 1),
+        None,
+    )
+    manifest = spools.get(main) if main is not None else None
+    if main is None or manifest is None or manifest.date_id is None:
+        return None
+    others = [m for spool, m in spools.items() if spool != main]
+    same_launch = all(m is not None and m.rank > 0 and m.world_size == manifest.world_size for m in others)
+    return main if same_launch else None
+
+
+def missing_run_error(output_dir: str | Path, run_ids: Sequence[str]) -> EvalsinkError:
+    """The error for run ids with no spool left for ``output_dir``, from recover_run and the CLI alike.
+
+    For an output that is not a local folder the usual cause is the spool folder, not the run:
+    the error says where runs are looked for and how to point there.
+    """
+    names = ", ".join(map(repr, run_ids))
+    where = runs_folder(output_dir)
+    if not OutputDir(output_dir).is_local:
+        return EvalsinkError(
+            f"no run {names} of {output_dir} to recover in {where} (runs of an output that is "
+            "not a local folder are looked for in $EVALSINK_SPOOL_DIR/evalsink-runs, else in the "
+            "temp folder: set EVALSINK_SPOOL_DIR as the run had it; a run leaves that folder once "
+            "saved or recovered)"
+        )
+    return EvalsinkError(
+        f"no run {names} to recover in {where}; a run leaves that folder once saved or "
+        f"recovered: `evalsink show {output_dir}` lists saved runs"
+    )
 
 
 def spool_root() -> Path:
@@ -173,28 +273,10 @@ def recover_run(
 
     run = next((found for found in find_runs(output_dir) if found.run_id == run_id), None)
     if run is None:
-        where = runs_folder(output_dir)
-        if not OutputDir(output_dir).is_local:
-            raise EvalsinkError(
-                f"no run {run_id!r} of {output_dir} to recover in {where} (runs of an output that is "
-                "not a local folder are looked for in $EVALSINK_SPOOL_DIR/evalsink-runs, else in the "
-                "temp folder: set EVALSINK_SPOOL_DIR as the run had it)"
-            )
-        raise EvalsinkError(
-            f"no run {run_id!r} to recover in {where}; a run leaves that folder once saved or "
-            f"recovered: `evalsink show {output_dir}` lists saved runs"
-        )
-    writer = run.writer
-    if writer is not None:
-        raise EvalsinkError(
-            f"run {run_id!r} is still being written by process {writer.pid} on {writer.host}; "
-            "not recovering it"
-        )
-    if run.state is RunState.SAVED and not run.unpublished:
-        raise EvalsinkError(
-            f"run {run_id!r} was saved (a sink failed after the local files were written): "
-            "re-push it with `evalsink push` instead"
-        )
+        raise missing_run_error(output_dir, [run_id])
+    why_not = why_not_recoverable(run)
+    if why_not is not None:
+        raise EvalsinkError(why_not)
     manifest = next((m for m in run.manifests if m is not None), None)
     settings = manifest.settings if manifest is not None else {}
     tracker = EvaluationTracker(
@@ -291,10 +373,48 @@ def _published_results(output: OutputDir, manifest: RunManifest | None) -> tuple
     return manifest.date_id, results
 
 
+class RecoveryError(EvalsinkError):
+    """Some runs could not be recovered; the others were (their reports are in ``reports``)."""
+
+    def __init__(self, reports: dict[str, SaveReport], failures: dict[str, str]) -> None:
+        self.reports = reports
+        self.failures = failures
+        """Run id -> why it was not recovered."""
+        saved = f"{len(reports)} other run(s) recovered" if reports else "no run recovered"
+        super().__init__(f"{len(failures)} run(s) not recovered ({saved}): " + "; ".join(failures.values()))
+
+
+def recover_runs(
+    output_dir: str | Path, runs: Sequence[RunOnDisk], **options: Any
+) -> tuple[dict[str, SaveReport], dict[str, str]]:
+    """Recover each of ``runs`` that can be; (run id -> report, run id -> why it was not recovered).
+
+    A run still being written or saved already is left out of both (nothing is lost). Any other
+    run that cannot be recovered (several spools), or whose recovery raised, is a failure: the
+    runs after it are still recovered — one bad run used to abort the recovery of every other.
+    """
+    reports: dict[str, SaveReport] = {}
+    failures: dict[str, str] = {}
+    for run in runs:
+        if left_alone(run):
+            continue
+        why_not = why_not_recoverable(run)
+        if why_not is not None:
+            failures[run.run_id] = why_not
+            continue
+        try:
+            reports[run.run_id] = recover_run(output_dir, run.run_id, **options)
+        except EvalsinkError as exc:
+            failures[run.run_id] = str(exc)
+    return reports, failures
+
+
 def recover_all(output_dir: str | Path, **options: Any) -> dict[str, SaveReport]:
-    """Recover every recoverable run of ``output_dir``; run id -> report."""
-    return {
-        run.run_id: recover_run(output_dir, run.run_id, **options)
-        for run in find_runs(output_dir)
-        if run.recoverable
-    }
+    """Recover every recoverable run of ``output_dir``; run id -> report.
+
+    Raises :class:`RecoveryError` once every other run was recovered if some could not be.
+    """
+    reports, failures = recover_runs(output_dir, find_runs(output_dir), **options)
+    if failures:
+        raise RecoveryError(reports, failures)
+    return reports

@@ -31,12 +31,13 @@ def recover(output_dir: str, run_ids: tuple[str, ...], sinks: str, list_only: bo
     OUTPUT_DIR is a folder or a URL (s3://...; its spools are under EVALSINK_SPOOL_DIR).
     Every run in OUTPUT_DIR/.evalsink/runs that was not saved and is not still being written is
     saved again from the samples flushed before it stopped; its results JSON says
-    "evalsink_recovery": {"partial": true, ...}. Exit code 1 when a sink failed.
+    "evalsink_recovery": {"partial": true, ...}. Exit code 1 when a sink failed or a run could
+    not be recovered (the others still are).
     """
     from pathlib import Path
 
     from evalsink.errors import EvalsinkError
-    from evalsink.recovery import find_runs, recover_run, runs_folder
+    from evalsink.recovery import find_runs, left_alone, missing_run_error, recover_runs, why_not_recoverable
 
     if "://" not in output_dir and not Path(output_dir).is_dir():
         what = "a file, not an output folder" if Path(output_dir).exists() else "no such folder"
@@ -45,30 +46,26 @@ def recover(output_dir: str, run_ids: tuple[str, ...], sinks: str, list_only: bo
     if run_ids:
         unknown = sorted(set(run_ids) - {run.run_id for run in runs})
         if unknown:
-            raise EvalsinkError(
-                f"no run {', '.join(map(repr, unknown))} in {runs_folder(output_dir)}; a run leaves that "
-                f"folder once saved or recovered: `evalsink show {output_dir}` lists saved runs"
-            )
+            raise missing_run_error(output_dir, unknown)
         runs = [run for run in runs if run.run_id in run_ids]
     if list_only:
         _print_runs(runs, as_json)
         return
-    todo = [run for run in runs if run.recoverable]
-    if run_ids and len(todo) < len(runs):
-        skipped = [run for run in runs if not run.recoverable]
-        raise EvalsinkError("; ".join(_why_not(run) for run in skipped))
+    if run_ids:  # runs asked for by name: each must be recoverable
+        refused = [why for why in map(why_not_recoverable, runs) if why is not None]
+        if refused:
+            raise EvalsinkError("; ".join(refused))
     names = [name.strip() for name in sinks.split(",") if name.strip()]
-    reports = {run.run_id: recover_run(output_dir, run.run_id, sinks=names) for run in todo}
-    _print_reports(reports, [run for run in runs if not run.recoverable], as_json)
-    if any(not report.ok for report in reports.values()):
+    reports, failures = recover_runs(output_dir, runs, sinks=names)
+    _print_reports(reports, [run for run in runs if left_alone(run)], failures, as_json)
+    if failures or any(not report.ok for report in reports.values()):
         raise SystemExit(1)
 
 
 def _why_not(run: RunOnDisk) -> str:
-    writer = run.writer
-    if writer is not None:
-        return f"run {run.run_id!r} is still being written by process {writer.pid} on {writer.host}"
-    return f"run {run.run_id!r} was saved; re-push it instead of recovering it"
+    from evalsink.recovery import why_not_recoverable
+
+    return why_not_recoverable(run) or f"run {run.run_id!r} is recoverable"
 
 
 def _describe(run: RunOnDisk) -> dict[str, Any]:
@@ -95,17 +92,25 @@ def _print_runs(runs: list[RunOnDisk], as_json: bool) -> None:
 def _status(run: RunOnDisk) -> str:
     """The run's state in words: a manifest that still says "running" may be a process long dead."""
     if not run.recoverable:
-        return f"{run.state.value} ({_why_not(run)})"
+        from evalsink.recovery import left_alone
+
+        if left_alone(run):
+            return f"{run.state.value} ({_why_not(run)})"
+        return f"not recoverable: {_why_not(run)}"
     if run.state.value == "running":
         if any(m is not None and m.date_id is not None for m in run.manifests):
             return "stopped during save() (its process is gone); recoverable"
         return "stopped before save() (its process is gone); recoverable"
     if run.unpublished:
         return "saved, but its results file never reached the output; recoverable"
+    if run.state.value == "shard_done":  # only other ranks' finished shards: rank 0 never flushed
+        return "never saved: rank 0 left no spool (it stopped before its first flush); recoverable"
     return f"{run.state.value}; recoverable"
 
 
-def _print_reports(reports: dict[str, SaveReport], skipped: list[RunOnDisk], as_json: bool) -> None:
+def _print_reports(
+    reports: dict[str, SaveReport], skipped: list[RunOnDisk], failures: dict[str, str], as_json: bool
+) -> None:
     from evalsink.commands._output import echo_json
 
     if as_json:
@@ -123,12 +128,15 @@ def _print_reports(reports: dict[str, SaveReport], skipped: list[RunOnDisk], as_
                     for run_id, report in reports.items()
                 },
                 "skipped": [_describe(run) for run in skipped],
+                "failed": failures,
             }
         )
         return
-    if not reports:
+    if not reports and not failures:
         click.echo("no run to recover")
     for report in reports.values():
         click.echo(str(report))
     for run in skipped:
         click.echo(f"skipped: {_why_not(run)}")
+    for why in failures.values():
+        click.echo(f"not recovered: {why}")
