@@ -63,6 +63,13 @@ class RunManifest:
     without secret fields: what `evalsink recover` configures the sinks with."""
     samples: int = 0
     """Samples in the spool (checked by the rank that merges it)."""
+    launch: dict[str, str] = field(default_factory=dict)
+    """Which launch of the run id wrote this spool (the launcher's job id and restart counters, see
+    :func:`evalsink.shards.launch_identity`): rank 0 merges only shards of its own launch, so a
+    requeued job never takes the shards an earlier attempt left behind."""
+    sequence: int = 0
+    """This tracker's place among the trackers its process built for the run id (0, then 1 in a
+    loop over two models): the k-th tracker of every rank belongs to the same evaluation."""
     format: int = FORMAT
 
     def to_json(self) -> bytes:
@@ -75,6 +82,7 @@ class RunManifest:
         values = orjson.loads(data)
         if not isinstance(values, dict) or values.get("format") != FORMAT:
             raise ValueError(f"not an evalsink run manifest of format {FORMAT}")
+        # fields added later (launch, sequence) keep their defaults when an older manifest lacks them
         known = {name: values[name] for name in cls.__dataclass_fields__ if name in values}
         known["state"] = RunState(known.get("state", RunState.RUNNING))
         return cls(**known)

@@ -49,7 +49,7 @@ from evalsink.paths import new_date_id
 from evalsink.ranks import current_rank
 from evalsink.report import SaveReport, SinkOutcome
 from evalsink.run import DetailsBatch, Run, RunStatus, TrackerSettings
-from evalsink.shards import launcher_run_id, wait_for_shards
+from evalsink.shards import Evaluation, launch_identity, launcher_run_id, next_sequence, wait_for_shards
 from evalsink.spool import DetailSpool
 from evalsink.storage import OutputDir, OutputDirError, check_can_create
 
@@ -196,6 +196,7 @@ class EvaluationTracker:
                 f"(`evalsink recover {self.settings.output_dir} --list` lists the runs left to resume)"
             )
         self.run_id = _check_run_id(shared_run_id or uuid.uuid4().hex[:16])
+        self._sequence = next_sequence(self.run_id)  # which evaluation of this run id (see shards)
         self.sink_names = select_sinks(
             sinks, push_to_hub=push_to_hub, push_to_tensorboard=push_to_tensorboard, use_wandb=use_wandb
         )
@@ -252,7 +253,11 @@ class EvaluationTracker:
             sink_options=self._sink_options,
             rank=self.process.rank,
             world_size=self.process.world_size,
+            launch=launch_identity(),
+            sequence=self._sequence,
         )
+        self._shard_marked = False  # a rank > 0 marked its shard done at save(): rank 0 may merge it
+        self._save_failed = False
         self._merged: list[Path] = []  # other ranks' spools and manifests merged into this run
         self._manifest_bytes = b""
         self._replay: list[DetailsBatch] = []
@@ -335,6 +340,7 @@ class EvaluationTracker:
                 "trackers; resuming one of them is not supported"
             )
         manifest = read_manifest(manifest_path(spools[0]))
+        self._check_resumed_output(spools[0], manifest)
         if (
             manifest is not None
             and manifest.state is RunState.RUNNING
@@ -345,6 +351,25 @@ class EvaluationTracker:
                 f"run {self.run_id!r} is still being written by process {manifest.pid} on {manifest.host}"
             )
         return DetailSpool.reopen(spools[0], **options)
+
+    def _check_resumed_output(self, spool: Path, manifest: RunManifest | None) -> None:
+        """Refuse to resume a run that saved to another output.
+
+        Every URL output keeps its spools under the one spool root, so a run id alone may name a
+        killed run of another output (an exported EVALSINK_RUN_ID): resuming it would publish that
+        run's samples, under this model, to this output. A local output holds its own run folder.
+        """
+        if self.output.is_local:
+            return
+        theirs = None if manifest is None else str(manifest.settings.get("output_dir", "")).rstrip("/")
+        if theirs == self.settings.output_dir.rstrip("/"):
+            return
+        whose = "has no manifest naming its output" if theirs is None else f"saves to {theirs}"
+        raise EvalsinkError(
+            f"cannot resume run {self.run_id!r} into {self.settings.output_dir}: its spool {spool} {whose} "
+            f"(URL outputs share the spool folder {spool.parent.parent}); resume it with that "
+            "output_dir, or use another run id"
+        )
 
     def _restore(self, spool: DetailSpool) -> None:
         """Rebuild the loggers from the spool and manifest of a run that did not finish.
@@ -362,7 +387,7 @@ class EvaluationTracker:
         for batch in spool.flushed_batches(spool.flush_every):
             for task, record in zip(batch.task_names, batch.records(), strict=True):
                 self.details_logger.replay(task, record)
-                self.metrics_logger.log(task, record.get("metric") or {})
+                self.metrics_logger.log(task, _spooled_metrics(record))
             self._replay.append(batch)
         self.recovery = {
             "resumed_run_id": self.run_id,
@@ -458,7 +483,9 @@ class EvaluationTracker:
                 self.details_logger.aggregate()
                 if self.general_config_logger.end_time is None:
                     self.general_config_logger.log_end_time()
-            self.run.date_id = date_id or new_date_id()
+            # a resumed run (or a second try) keeps the date id its manifest recorded: its results
+            # file may be published under it already, and a new one would make it two runs
+            self.run.date_id = date_id or self._manifest.date_id or new_date_id()
             if self.details_logger.spool.path.exists():
                 # the date id on disk before any sink writes under it: a kill between the results
                 # file and the details is then recovered under that date id (evalsink.recovery)
@@ -471,6 +498,7 @@ class EvaluationTracker:
             self._manager.raise_required()
         except BaseException as exc:
             error = exc
+            self._save_failed = True
             raise
         finally:
             if not self._in_context:
@@ -485,13 +513,39 @@ class EvaluationTracker:
         self.start()
         self.details_logger.flush()
         self._report = SaveReport(run_id=self.run_id, date_id=None, sinks=self._manager.outcomes)
+        self._refuse_logging(f"rank {self.process.rank} of run {self.run_id!r} handed its details to rank 0")
+        self._mark_shard_done()
         if not self._in_context:
             self.close()
         return self._report
 
+    def _mark_shard_done(self) -> None:
+        """Tell rank 0 this rank's details are complete, at ``save()`` as documented.
+
+        Not at ``close()``: inside a ``with`` block, code after ``save()`` (a barrier waiting for
+        rank 0, the next step of the script) would make rank 0 wait out ``merge_timeout``. Once
+        marked, rank 0 may merge and delete the shard at any moment: it is never rewritten here.
+        """
+        spool = self.details_logger.spool
+        spool.close()
+        self._manifest.samples = len(spool)
+        self._write_manifest(RunState.SHARD_DONE, always=True)
+        self._shard_marked = True
+
     def _merge_shards(self) -> None:
-        """Take every other rank's samples into this run, as if they had been logged here."""
-        for manifest in wait_for_shards(self._run_folder(), self.process.world_size, self.merge_timeout):
+        """Take every other rank's samples into this run, as if they had been logged here.
+
+        Only the shards of this evaluation (see :class:`evalsink.shards.Evaluation`): the run folder
+        may also hold an earlier launch's, or those of the next model of a loop.
+        """
+        evaluation = Evaluation(
+            launch=self._manifest.launch,
+            sequence=self._sequence,
+            model=self.general_config_logger.model_name,
+            output=None if self.output.is_local else self.settings.output_dir,
+        )
+        shards = wait_for_shards(self._run_folder(), self.process.world_size, self.merge_timeout, evaluation)
+        for manifest in shards:
             spool_path = self._run_folder() / manifest.spool
             merged = 0
             if spool_path.exists():
@@ -501,7 +555,7 @@ class EvaluationTracker:
                         batch.task_names, batch.lines(), batch.records(), strict=True
                     ):
                         self.details_logger.merge(task, line, record)
-                        self.metrics_logger.log(task, record.get("metric") or {})
+                        self.metrics_logger.log(task, _spooled_metrics(record))
                         merged += 1
                 shard.close()
             if merged != manifest.samples:
@@ -555,9 +609,9 @@ class EvaluationTracker:
         self._finish(RunStatus.FAILED if failed else RunStatus.OK, error)
         if not self.process.is_main:  # rank 0 reads this spool: it is never removed here
             self.details_logger.spool.close()
-            done = not failed and self._report is not None
-            self._manifest.samples = len(self.details_logger.spool)
-            self._write_manifest(RunState.SHARD_DONE if done else RunState.FAILED, always=True)
+            if not self._shard_marked:  # never saved: rank 0 stops waiting for it
+                self._manifest.samples = len(self.details_logger.spool)
+                self._write_manifest(RunState.FAILED, always=True)
         elif not failed and self._report is not None and self._report.ok:
             spool = self.details_logger.spool
             for path in [*self._merged, manifest_path(spool.path)]:
@@ -607,7 +661,7 @@ class EvaluationTracker:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._in_context = False
-        if exc is None and self._report is None:
+        if exc is None and self._report is None and not self._save_failed:  # a failed save() raised
             self._warn_not_saved()
         self.close(exc)
         if exc is None:
@@ -836,6 +890,20 @@ class EvaluationTracker:
             _hub_missing(error, "recreate_metadata_card")
             raise
         return recreate_metadata_card(self, repo_id, sink=self._manager.sinks.get("hub"))
+
+
+def _spooled_metrics(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A sample's ``metric`` values as they were logged, read back from a spool (another rank's,
+    or a resumed run's).
+
+    JSON has no NaN or inf: the spool holds them as null. A null metric value is almost always
+    such a number (a value that is really None is rare), so it becomes NaN again, and the mean is
+    NaN as in a single process, instead of the value being left out of it.
+    """
+    metrics = record.get("metric")
+    if not isinstance(metrics, Mapping):
+        return {}
+    return {name: math.nan if value is None else value for name, value in metrics.items()}
 
 
 def _hub_missing(error: ModuleNotFoundError, method: str) -> None:

@@ -1,0 +1,358 @@
+"""Rank 0 merges only the shards of its own evaluation, and stops waiting for a rank that failed.
+
+The ranks are simulated in this one process: the rank is read from the environment when a tracker
+is built, and ``new_process`` also forgets how many trackers "this process" built for a run id
+(what tells the k-th evaluation of a loop from the next).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+import evalsink.shards
+from evalsink import EvaluationTracker
+from evalsink.errors import EvalsinkError
+from evalsink.manifest import RunManifest, RunState, manifest_path, read_manifest, write_manifest
+
+TASK = "custom|t|0"
+_LAUNCHER_KEYS = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "EVALSINK_RUN_ID",
+    "TORCHELASTIC_RUN_ID",
+    "TORCHELASTIC_RESTART_COUNT",
+    "SLURM_JOB_ID",
+    "SLURM_STEP_ID",
+    "SLURM_RESTART_COUNT",
+    "SLURM_PROCID",
+    "SLURM_NTASKS",
+    "SLURM_LOCALID",
+)
+
+NewProcess = Callable[..., None]
+
+
+@pytest.fixture
+def new_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[NewProcess]:
+    """Make the trackers built next those of rank ``rank`` of a new process (``env`` added)."""
+
+    def switch(rank: int, world: int = 2, **env: str) -> None:
+        for key in _LAUNCHER_KEYS:
+            monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", str(world))
+        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        getattr(evalsink.shards, "_sequences", {}).clear()
+
+    yield switch
+    getattr(evalsink.shards, "_sequences", {}).clear()
+
+
+def log(tracker: EvaluationTracker, queries: list[str], acc: float = 1.0, task: str = TASK) -> None:
+    for query in queries:
+        tracker.details_logger.log(task, {"query": query}, {"text": ["a"]}, {"acc": acc})
+        tracker.metrics_logger.log(task, {"acc": acc})
+
+
+def shard(
+    output: Path, run_id: str, queries: list[str], model: str = "org/m", acc: float = 1.0
+) -> EvaluationTracker:
+    """A rank > 0 that logged ``queries`` and saved (its shard marked done)."""
+    tracker = EvaluationTracker(output, sinks=["local"], run_id=run_id, flush_every=2)
+    tracker.general_config_logger.log_model_info(model_name=model)
+    log(tracker, queries, acc)
+    tracker.save()
+    return tracker
+
+
+def saved_queries(output: Path, model: str = "org/m") -> list[str]:
+    [path] = (output / "details" / model).glob("*/details_*.parquet")
+    return sorted(row["doc"]["query"] for row in pq.read_table(path).to_pylist())
+
+
+def saved_results(output: Path, model: str = "org/m") -> list[dict[str, Any]]:
+    return [
+        json.loads(path.read_text()) for path in sorted((output / "results" / model).glob("results_*.json"))
+    ]
+
+
+def save_in_thread(tracker: EvaluationTracker) -> tuple[threading.Thread, dict[str, Any]]:
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["report"] = tracker.save()
+        except Exception as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+# -- fix 1: a shard is merged only into the evaluation it belongs to ---------------------------
+
+
+def test_a_requeued_job_waits_for_its_own_rank_not_the_earlier_attempts_shard(
+    tmp_path: Path, new_process: NewProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    slurm = {"SLURM_JOB_ID": "4242", "SLURM_STEP_ID": "0"}  # run id slurm-4242-0 both times
+    new_process(1, **slurm)  # attempt 1: rank 1 finished, rank 0 was killed before save()
+    old = EvaluationTracker(tmp_path, sinks=["local"], flush_every=2)
+    log(old, ["old q1", "old q3"])
+    old.save()
+    new_process(0, **slurm, SLURM_RESTART_COUNT="1")  # the requeued job: Slurm counts the restart
+    rank0 = EvaluationTracker(tmp_path, sinks=["local"], flush_every=2, merge_timeout=20)
+    rank0.general_config_logger.log_model_info(model_name="org/m")
+    log(rank0, ["new q0", "new q2"])
+    new_process(1, **slurm, SLURM_RESTART_COUNT="1")
+    rank1 = EvaluationTracker(tmp_path, sinks=["local"], flush_every=2)
+    rank1.general_config_logger.log_model_info(model_name="org/m")
+    log(rank1, ["new q1", "new q3"])
+
+    with caplog.at_level(logging.WARNING, logger="evalsink"):
+        thread, outcome = save_in_thread(rank0)  # the earlier attempt's shard is already done
+        time.sleep(1)
+        rank1.save()
+        thread.join(30)
+    assert "error" not in outcome, outcome
+    assert saved_queries(tmp_path) == ["new q0", "new q1", "new q2", "new q3"]
+    stale = manifest_path(old.details_logger.spool.path)
+    assert f"not merging {stale}: another launch" in caplog.text
+    assert stale.exists()  # left alone, for recover
+    assert old.details_logger.spool.path.exists()
+
+
+def test_a_loop_over_evaluations_never_takes_the_next_evaluations_shard(
+    tmp_path: Path, new_process: NewProcess
+) -> None:
+    # one Slurm step, so one derived run id for both evaluations of each rank's loop
+    slurm = {"SLURM_JOB_ID": "777", "SLURM_STEP_ID": "0"}
+    new_process(1, **slurm)
+    first = EvaluationTracker(tmp_path, sinks=["local"], flush_every=2)  # its shard is late
+    shard(tmp_path, "", ["second q1"])  # rank 1 is already done with the second evaluation
+    new_process(0, **slurm)
+    rank0_first = EvaluationTracker(tmp_path, sinks=["local"], merge_timeout=1)
+    rank0_first.general_config_logger.log_model_info(model_name="org/m")
+    log(rank0_first, ["first q0"])
+    with pytest.raises(EvalsinkError, match=r"rank\(s\) 1 of 2 did not finish"):
+        rank0_first.save()  # not: rank 1's second evaluation merged into the first
+    del first
+
+    rank0_second = EvaluationTracker(tmp_path, sinks=["local"], merge_timeout=5)
+    rank0_second.general_config_logger.log_model_info(model_name="org/m")
+    log(rank0_second, ["second q0"])
+    assert rank0_second.save().ok
+    assert saved_queries(tmp_path) == ["second q0", "second q1"]
+
+
+def test_a_shard_of_another_model_is_refused_naming_it(tmp_path: Path, new_process: NewProcess) -> None:
+    new_process(1)  # job B's rank 1, started with the same EVALSINK_RUN_ID as job A
+    other = shard(tmp_path, "nightly", ["B q1"], model="org/B")
+    new_process(0)
+    rank0 = EvaluationTracker(tmp_path, sinks=["local"], run_id="nightly", merge_timeout=5)
+    rank0.general_config_logger.log_model_info(model_name="org/A")
+    log(rank0, ["A q0"])
+    path = manifest_path(other.details_logger.spool.path)
+    with pytest.raises(EvalsinkError, match=rf"{path} is rank 1's shard of model 'org/B'.*'org/A'"):
+        rank0.save()
+    assert not (tmp_path / "results").exists()
+
+
+def test_two_shards_claiming_one_rank_are_refused(tmp_path: Path, new_process: NewProcess) -> None:
+    new_process(1)
+    first = shard(tmp_path, "again", ["q1"])
+    new_process(1)
+    second = shard(tmp_path, "again", ["q1"])
+    new_process(0)
+    rank0 = EvaluationTracker(tmp_path, sinks=["local"], run_id="again", merge_timeout=5)
+    rank0.general_config_logger.log_model_info(model_name="org/m")
+    log(rank0, ["q0"])
+    with pytest.raises(EvalsinkError, match="2 spools claim to be rank 1") as error:
+        rank0.save()
+    for tracker in (first, second):
+        assert str(manifest_path(tracker.details_logger.spool.path)) in str(error.value)
+
+
+def test_manifests_without_launch_or_sequence_are_still_read(tmp_path: Path) -> None:
+    data = json.loads(RunManifest(run_id="r", spool="details-x.jsonl").to_json())
+    del data["launch"], data["sequence"]
+    manifest = RunManifest.from_json(json.dumps(data).encode())
+    assert (manifest.launch, manifest.sequence) == ({}, 0)
+
+
+def test_launch_identity_tells_a_requeue_apart() -> None:
+    first = evalsink.shards.launch_identity({"SLURM_JOB_ID": "9"})
+    assert first == {"SLURM_JOB_ID": "9", "SLURM_RESTART_COUNT": "0"}
+    requeued = evalsink.shards.launch_identity({"SLURM_JOB_ID": "9", "SLURM_RESTART_COUNT": "1"})
+    assert first != requeued
+    restarted = evalsink.shards.launch_identity(
+        {"TORCHELASTIC_RUN_ID": "x", "TORCHELASTIC_RESTART_COUNT": "2"}
+    )
+    assert restarted == {"TORCHELASTIC_RUN_ID": "x", "TORCHELASTIC_RESTART_COUNT": "2"}
+    assert evalsink.shards.launch_identity({}) == {}
+
+
+# -- fix 2: a resumed run saves under the date id its manifest recorded -----------------------
+
+KILLED_IN_SAVE = """
+import os, signal, sys
+import evalsink_local
+from evalsink import EvaluationTracker
+evalsink_local.LocalSink._write_details = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+tracker = EvaluationTracker(sys.argv[1], sinks=["local"], run_id="killsave", flush_every=4)
+tracker.general_config_logger.log_model_info(model_name="org/m")
+for i in range(10):
+    tracker.details_logger.log("custom|t|0", {"query": f"q{i}"}, {"text": ["a"]}, {"acc": float(i % 2)})
+    tracker.metrics_logger.log("custom|t|0", {"acc": float(i % 2)})
+tracker.save()
+"""
+
+
+def test_a_run_killed_inside_save_is_resumed_under_its_date_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in _LAUNCHER_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_IN_SAVE, str(tmp_path)], capture_output=True, check=False
+    )
+    assert killed.returncode == -9, killed.stderr
+    [published] = (tmp_path / "results" / "org" / "m").glob("results_*.json")
+    date_id = published.stem.removeprefix("results_")
+
+    tracker = EvaluationTracker(tmp_path, sinks=["local"], run_id="killsave", resume=True)
+    assert tracker.save().date_id == date_id
+    assert list((tmp_path / "results" / "org" / "m").glob("results_*.json")) == [published]
+    assert [p.parent.name for p in (tmp_path / "details" / "org" / "m").glob("*/*.parquet")] == [date_id]
+
+
+# -- fix 3: a NaN metric read back from a spool is NaN again ----------------------------------
+
+
+def test_a_nan_metric_of_another_rank_makes_the_mean_nan(tmp_path: Path, new_process: NewProcess) -> None:
+    new_process(1)
+    shard(tmp_path, "nan", ["q1"], acc=math.nan)
+    new_process(0)
+    rank0 = EvaluationTracker(tmp_path, sinks=["local"], run_id="nan", merge_timeout=5)
+    rank0.general_config_logger.log_model_info(model_name="org/m")
+    log(rank0, ["q0"], acc=1.0)
+    rank0.save()
+    assert math.isnan(rank0.metrics_logger.metric_aggregated[TASK]["acc"])  # as one process
+    assert saved_results(tmp_path)[0]["results"][TASK]["acc"] is None
+
+
+def test_a_nan_metric_logged_before_a_resume_makes_the_mean_nan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in _LAUNCHER_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    crashed = EvaluationTracker(tmp_path, sinks=["local"], run_id="nan-resume", flush_every=1)
+    log(crashed, ["q0"], acc=math.nan)
+    crashed.close(RuntimeError("killed"))  # its spool and manifest stay, as after a crash
+    resumed = EvaluationTracker(tmp_path, sinks=["local"], run_id="nan-resume", resume=True)
+    log(resumed, ["q1"], acc=1.0)
+    resumed.save()
+    assert math.isnan(resumed.metrics_logger.metric_aggregated[TASK]["acc"])
+
+
+# -- fix 5: a rank > 0 marks its shard done at save(), also inside a with block ---------------
+
+
+def test_a_rank_in_a_with_block_marks_its_shard_done_at_save(tmp_path: Path, new_process: NewProcess) -> None:
+    new_process(1)
+    with EvaluationTracker(tmp_path, sinks=["local"], run_id="with", flush_every=2) as rank1:
+        rank1.general_config_logger.log_model_info(model_name="org/m")
+        log(rank1, ["q1"])
+        rank1.save()
+        manifest = read_manifest(manifest_path(rank1.details_logger.spool.path))
+        assert manifest is not None
+        assert manifest.state is RunState.SHARD_DONE  # before the block ends
+        with pytest.raises(EvalsinkError, match="handed its details to rank 0"):
+            log(rank1, ["late"])
+        new_process(0)  # rank 0 merges (and removes) the shard while rank 1 is still in its block
+        rank0 = EvaluationTracker(tmp_path, sinks=["local"], run_id="with", merge_timeout=5)
+        rank0.general_config_logger.log_model_info(model_name="org/m")
+        log(rank0, ["q0"])
+        assert rank0.save().ok
+    assert saved_queries(tmp_path) == ["q0", "q1"]
+    assert not (tmp_path / ".evalsink").exists()  # leaving the block wrote no manifest back
+
+
+# -- fix 6: resume=True never takes over the run of another URL output ------------------------
+
+
+def test_resume_refuses_a_run_of_another_url_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("fsspec")
+    for key in _LAUNCHER_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("EVALSINK_SPOOL_DIR", str(tmp_path))
+    crashed = EvaluationTracker(
+        "memory://evalsink-ranks/a", sinks=["local"], run_id="shared-id", flush_every=1
+    )
+    log(crashed, ["q0"])
+    crashed.close(RuntimeError("killed"))
+    with pytest.raises(EvalsinkError, match="saves to memory://evalsink-ranks/a"):
+        EvaluationTracker("memory://evalsink-ranks/b", sinks=["local"], run_id="shared-id", resume=True)
+    resumed = EvaluationTracker("memory://evalsink-ranks/a", sinks=["local"], run_id="shared-id", resume=True)
+    assert resumed.recovery is not None
+    assert resumed.recovery["samples_recovered"] == 1
+    resumed.close()
+
+
+# -- fix 7: rank 0 stops waiting for a rank that failed ---------------------------------------
+
+
+def test_rank_zero_fails_fast_when_a_rank_failed(tmp_path: Path, new_process: NewProcess) -> None:
+    new_process(1)
+    failed = EvaluationTracker(tmp_path, sinks=["local"], run_id="r1fails", flush_every=1)
+    log(failed, ["q1"])
+    failed.close(RuntimeError("evaluation blew up"))
+    new_process(0)
+    rank0 = EvaluationTracker(tmp_path, sinks=["local"], run_id="r1fails", merge_timeout=8)
+    log(rank0, ["q0"])
+    start = time.monotonic()
+    path = manifest_path(failed.details_logger.spool.path)
+    with pytest.raises(
+        EvalsinkError, match=rf"rank 1 did not finish its details: its manifest {path} says failed"
+    ):
+        rank0.save()
+    assert time.monotonic() - start < 4
+
+
+def test_rank_zero_fails_fast_when_a_ranks_process_died(tmp_path: Path, new_process: NewProcess) -> None:
+    new_process(1)
+    killed = EvaluationTracker(tmp_path, sinks=["local"], run_id="r1died", flush_every=1)
+    log(killed, ["q1"])  # flushed: a running manifest
+    path = manifest_path(killed.details_logger.spool.path)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    manifest = read_manifest(path)
+    assert manifest is not None
+    assert manifest.state is RunState.RUNNING
+    write_manifest(path, dataclasses.replace(manifest, pid=int(gone.stdout)))  # as if SIGKILLed
+    new_process(0)
+    rank0 = EvaluationTracker(tmp_path, sinks=["local"], run_id="r1died", merge_timeout=8)
+    log(rank0, ["q0"])
+    start = time.monotonic()
+    with pytest.raises(EvalsinkError, match=r"rank 1 did not finish its details: .* which has died"):
+        rank0.save()
+    assert time.monotonic() - start < 4
+    killed.close(RuntimeError("killed"))
