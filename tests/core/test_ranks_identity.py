@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -356,3 +357,66 @@ def test_rank_zero_fails_fast_when_a_ranks_process_died(tmp_path: Path, new_proc
         rank0.save()
     assert time.monotonic() - start < 4
     killed.close(RuntimeError("killed"))
+
+
+_LIGHTEVAL_RANK = """
+import sys
+from evalsink import EvaluationTracker
+
+output, rank, crash = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "crash"
+
+
+def main():  # lighteval's main_accelerate: every rank builds the tracker, only rank 0 logs and saves
+    tracker = EvaluationTracker(output, sinks=["local"], run_id="gathered", merge_timeout=60)
+    tracker.general_config_logger.log_model_info(model_name="org/m")
+    if crash:
+        raise RuntimeError("this rank failed before it logged anything")
+    if rank == 0:
+        for i in range(3):
+            tracker.details_logger.log("custom|t|0", {"query": f"q{i}"}, {"text": ["a"]}, {"acc": 1.0})
+            tracker.metrics_logger.log("custom|t|0", {"acc": 1.0})
+        tracker.save()
+
+
+main()  # the tracker is dropped when main() returns, as lighteval's is
+"""
+
+
+@pytest.mark.parametrize("rank_1", ["exits", "crash"])
+def test_ranks_that_log_nothing_do_not_hold_rank_0_up(tmp_path: Path, rank_1: str) -> None:
+    """lighteval gathers every rank's responses on rank 0, which alone logs and saves: the other
+    ranks build a tracker and never use it. Rank 0 waited merge_timeout for their shards, then
+    failed. Now a rank that logged nothing leaves, at exit, an empty shard (or a failed one)."""
+    script = tmp_path / "lighteval_rank.py"
+    script.write_text(_LIGHTEVAL_RANK, encoding="utf-8")
+    output = tmp_path / "out"
+
+    def run(rank: int, mode: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            **{k: v for k, v in os.environ.items() if k not in _LAUNCHER_KEYS},
+            "RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "LOCAL_RANK": str(rank),
+        }
+        return subprocess.run(
+            [sys.executable, str(script), str(output), str(rank), mode],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=False,
+        )
+
+    first = run(1, rank_1)
+    assert first.returncode == (1 if rank_1 == "crash" else 0), first.stderr
+    started = time.monotonic()
+    main = run(0, "log")
+    assert time.monotonic() - started < 30  # not merge_timeout (60 s)
+    if rank_1 == "exits":
+        assert main.returncode == 0, main.stderr
+        [details] = output.glob("details/org/m/*/details_custom|t|0_*.parquet")
+        assert pq.read_table(details).num_rows == 3
+    else:
+        assert main.returncode == 1
+        assert "rank 1" in main.stderr
+        assert "failed" in main.stderr

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import re
+import sys
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
@@ -263,9 +264,16 @@ class EvaluationTracker:
         self._replay: list[DetailsBatch] = []
         if resume:
             self._restore(spool)
-        _BUILT.add(self)
+        self._register_for_exit()
 
     # -- construction ---------------------------------------------------------------------
+    def _register_for_exit(self) -> None:
+        """What the exit handler looks at: every tracker, and holds on to: a rank > 0's, which
+        lighteval drops long before the exit (see :meth:`_tell_rank_0`)."""
+        _BUILT.add(self)
+        if not self.process.is_main:
+            _OTHER_RANKS.add(self)
+
     def _shared_run_id(self, run_id: str | None) -> str | None:
         """The run id; with several ranks, one they all share (else each would write its own run)."""
         explicit = run_id or os.environ.get("EVALSINK_RUN_ID")
@@ -404,9 +412,22 @@ class EvaluationTracker:
         hooks run first), and a remote run would be opened only to be marked failed. A resumed run
         with nothing new logged is left as it was found.
         """
-        if self.details_logger.spool.flush() is None:
-            return
-        self._write_manifest(RunState.FAILED, always=True)
+        if self.details_logger.spool.flush() is not None:
+            self._write_manifest(RunState.FAILED, always=True)
+        elif not self.process.is_main and self.recovery is None and not len(self.details_logger.spool):
+            self._tell_rank_0()
+
+    def _tell_rank_0(self) -> None:
+        """At exit, a rank > 0 that logged nothing: an empty shard for rank 0 to merge, or, when the
+        program died of an exception, a failed one that ends rank 0's wait at once.
+
+        lighteval gathers every rank's responses on rank 0, which alone logs and saves them; the
+        other ranks build a tracker and never use it. Without this, rank 0's save() waited
+        ``merge_timeout`` for them, then failed.
+        """
+        crashed = getattr(sys, "last_value", None) is not None  # set for an uncaught exception
+        self._manifest.samples = 0
+        self._write_manifest(RunState.FAILED if crashed else RunState.SHARD_DONE, always=True)
 
     def _write_manifest(self, state: RunState | None = None, *, always: bool = False) -> None:
         """Rewrite the run's manifest when what it records changed (atomic; see evalsink.manifest)."""
@@ -634,6 +655,7 @@ class EvaluationTracker:
                 self._write_manifest(RunState.SAVED if written else RunState.FAILED)
         self._closed = True
         _OPEN.discard(self)
+        _OTHER_RANKS.discard(self)
 
     def _keep_spool_readable(self, folders: list[Path]) -> None:
         """No details file was written (save_details=False, lighteval's CLI default), yet
@@ -916,6 +938,8 @@ def _hub_missing(error: ModuleNotFoundError, method: str) -> None:
 
 
 _OPEN: set[EvaluationTracker] = set()
+_OTHER_RANKS: set[EvaluationTracker] = set()
+"""The trackers of a rank > 0 not yet closed, held to the exit (see ``_tell_rank_0``)."""
 _BUILT: weakref.WeakSet[EvaluationTracker] = weakref.WeakSet()
 """Every tracker: one that never started (fewer samples than a flush, no ``with`` block, a crash
 before save()) still has its samples kept at exit; they were lost, unrecorded."""
@@ -956,7 +980,7 @@ def _close_open_runs() -> None:
                 tracker.close()
         except Exception as exc:
             _log_exit_failure(tracker, "closing", exc)
-    for tracker in list(_BUILT):
+    for tracker in {*_BUILT, *_OTHER_RANKS}:
         if tracker._pid == here and not tracker._started and not tracker._finished:
             try:
                 tracker._keep_unsaved_samples()
