@@ -203,10 +203,12 @@ def test_launch_identity_tells_a_requeue_apart() -> None:
     assert first == {"SLURM_JOB_ID": "9", "SLURM_RESTART_COUNT": "0"}
     requeued = evalsink.shards.launch_identity({"SLURM_JOB_ID": "9", "SLURM_RESTART_COUNT": "1"})
     assert first != requeued
+    # torchrun's restart count is per node (only the agent whose workers failed counts), so two
+    # ranks of one attempt may disagree on it: the run id alone identifies the launch
     restarted = evalsink.shards.launch_identity(
         {"TORCHELASTIC_RUN_ID": "x", "TORCHELASTIC_RESTART_COUNT": "2"}
     )
-    assert restarted == {"TORCHELASTIC_RUN_ID": "x", "TORCHELASTIC_RESTART_COUNT": "2"}
+    assert restarted == {"TORCHELASTIC_RUN_ID": "x"}
     assert evalsink.shards.launch_identity({}) == {}
 
 
@@ -420,3 +422,70 @@ def test_ranks_that_log_nothing_do_not_hold_rank_0_up(tmp_path: Path, rank_1: st
         assert main.returncode == 1
         assert "rank 1" in main.stderr
         assert "failed" in main.stderr
+
+
+def test_an_attempt_that_died_is_stale_beside_the_rank_s_finished_spool(
+    tmp_path: Path, new_process: NewProcess
+) -> None:
+    """A torchrun restart on a membership change keeps the launch identity: the killed attempt's
+    spool of rank 1 (its writer dead) sat beside the new attempt's finished one, and rank 0
+    refused both as "2 spools claim to be rank 1"."""
+    output = tmp_path / "out"
+    new_process(1, TORCHELASTIC_RUN_ID="elastic")
+    dead = EvaluationTracker(output, sinks=["local"], run_id="elastic", flush_every=1)
+    dead.general_config_logger.log_model_info(model_name="org/m")
+    log(dead, ["old"])
+    path = manifest_path(dead.details_logger.spool.path)
+    stale = read_manifest(path)
+    assert stale is not None
+    stale.pid, stale.state = 2**22 + 12345, RunState.RUNNING  # its process is gone
+    write_manifest(path, stale)
+    _forget_dead_process(dead)
+    new_process(1, TORCHELASTIC_RUN_ID="elastic")
+    shard(output, "elastic", ["q1"])
+    new_process(0, TORCHELASTIC_RUN_ID="elastic")
+    main = EvaluationTracker(output, sinks=["local"], run_id="elastic", merge_timeout=5)
+    main.general_config_logger.log_model_info(model_name="org/m")
+    log(main, ["q0"])
+    assert main.save().ok
+    [details] = output.glob("details/org/m/*/*.parquet")
+    assert sorted(row["doc"]["query"] for row in pq.read_table(details).to_pylist()) == ["q0", "q1"]
+
+
+def _forget_dead_process(tracker: EvaluationTracker) -> None:
+    """Forget a simulated dead process's tracker (its process would be gone, not exiting here)."""
+    import evalsink.tracker
+
+    evalsink.tracker._OTHER_RANKS.discard(tracker)
+    evalsink.tracker._BUILT.discard(tracker)
+
+
+def test_a_failed_construction_takes_no_sequence_number(tmp_path: Path, new_process: NewProcess) -> None:
+    """The number was taken before construction could still fail: one rank retrying a tracker
+    (a bad option on that node) then said sequence 1 while rank 0's evaluation was 0, and rank 0
+    waited merge_timeout for a shard it would never take."""
+    new_process(1)
+    with pytest.raises(EvalsinkError):
+        EvaluationTracker(tmp_path / "out", sinks=["local"], run_id="retry", sink_config={"local": {"x": 1}})
+    tracker = shard(tmp_path / "out", "retry", ["q1"])
+    [path] = (tmp_path / "out" / ".evalsink" / "runs" / "retry").glob("details-rank1-*.meta.json")
+    manifest = read_manifest(path)
+    assert manifest is not None
+    assert manifest.sequence == 0
+    assert tracker.report is not None
+
+
+def test_a_model_path_that_differs_per_node_is_merged_within_a_launch(
+    tmp_path: Path, new_process: NewProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Weights staged on each node's own disk give each node its own model path: within one
+    launch that is no reason to strand the run (it was refused as another evaluation's shard)."""
+    new_process(1, TORCHELASTIC_RUN_ID="job")
+    shard(tmp_path, "job", ["q1"], model="/scratch/node1/m")
+    new_process(0, TORCHELASTIC_RUN_ID="job")
+    rank0 = EvaluationTracker(tmp_path, sinks=["local"], run_id="job", merge_timeout=5)
+    rank0.general_config_logger.log_model_info(model_name="/scratch/node0/m")
+    log(rank0, ["q0"])
+    with caplog.at_level(logging.WARNING, logger="evalsink"):
+        assert rank0.save().ok
+    assert "names model '/scratch/node1/m'" in caplog.text

@@ -160,3 +160,17 @@ def test_only_a_rank_0_that_had_merged_its_shards_is_said_to_hold_every_sample(t
     )
     assert "already holds every rank's samples" in (why_not_recoverable(merged) or "")
     assert "To save the samples of one of them" in (why_not_recoverable(attempts) or "")
+
+
+def test_a_run_whose_recovery_raises_an_os_error_does_not_stop_the_others(tmp_path: Path) -> None:
+    """Only EvalsinkError was caught: an OSError on one run's spool (EIO on NFS, EACCES) ended
+    recover_all, and the runs after it were not recovered."""
+    fail_run(tmp_path, "a-unreadable")
+    fail_run(tmp_path, "b-good")
+    [spool] = (tmp_path / ".evalsink" / "runs" / "a-unreadable").glob("details-*.jsonl")
+    spool.unlink()
+    spool.mkdir()  # reading it raises IsADirectoryError, as an unreadable file would raise OSError
+    with pytest.raises(RecoveryError) as info:
+        recover_all(tmp_path)
+    assert list(info.value.reports) == ["b-good"]
+    assert info.value.failures["a-unreadable"].startswith("IsADirectoryError")

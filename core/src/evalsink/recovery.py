@@ -158,7 +158,12 @@ def _merged_rank_0(run: RunOnDisk) -> Path | None:
     if main is None or manifest is None or manifest.date_id is None:
         return None
     others = [m for spool, m in spools.items() if spool != main]
-    same_launch = all(m is not None and m.rank > 0 and m.world_size == manifest.world_size for m in others)
+    same_launch = all(
+        m is not None
+        and m.rank > 0
+        and (m.world_size, m.launch, m.sequence) == (manifest.world_size, manifest.launch, manifest.sequence)
+        for m in others
+    )
     return main if same_launch else None
 
 
@@ -404,8 +409,10 @@ def recover_runs(
             continue
         try:
             reports[run.run_id] = recover_run(output_dir, run.run_id, **options)
-        except EvalsinkError as exc:
-            failures[run.run_id] = str(exc)
+        except Exception as exc:  # one run's failure (EIO on its spool, say) never stops the others
+            failures[run.run_id] = (
+                str(exc) if isinstance(exc, EvalsinkError) else f"{type(exc).__name__}: {exc}"
+            )
     return reports, failures
 
 

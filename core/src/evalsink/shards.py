@@ -32,10 +32,13 @@ logger = logging.getLogger("evalsink")
 
 POLL_SECONDS = 0.2
 
-_LAUNCH_COUNTERS: tuple[tuple[str, str], ...] = (
+_LAUNCH_COUNTERS: tuple[tuple[str, str | None], ...] = (
     # the launcher's id of a job, and its count of restarts (unset before the first restart)
     ("SLURM_JOB_ID", "SLURM_RESTART_COUNT"),  # sbatch --requeue, scontrol requeue, node failure
-    ("TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT"),  # torchrun --max-restarts
+    # torchrun: its restart count is each node's agent's own (only the agent whose workers failed
+    # counts a restart; a membership change restarts the others without counting), so ranks of one
+    # attempt can disagree on it: the run id alone, stale shards told apart by their state instead
+    ("TORCHELASTIC_RUN_ID", None),
 )
 
 
@@ -67,7 +70,8 @@ def launch_identity(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     for job_key, restart_key in _LAUNCH_COUNTERS:
         if env.get(job_key):
             identity[job_key] = env[job_key]
-            identity[restart_key] = env.get(restart_key) or "0"
+            if restart_key is not None:
+                identity[restart_key] = env.get(restart_key) or "0"
     return identity
 
 
@@ -124,14 +128,30 @@ class Evaluation:
         return _compatible(self.launch, manifest.launch)
 
     def check_model(self, path: Path, manifest: RunManifest) -> None:
-        """Refuse a shard of another model: two evaluations were given one run id and launch."""
+        """Refuse a shard of another model: two evaluations were given one run id and launch.
+
+        Only when that can be the cause: a shard with no samples merges nothing (lighteval's other
+        ranks log none), and within a launch the launcher names (the model name may be a path to
+        weights staged on each node's own disk, which differs per node) a difference is only logged.
+        """
         theirs = manifest.config_general.get("model_name")
-        if self.model is not None and theirs is not None and str(theirs) != self.model:
-            raise EvalsinkError(
-                f"{path} is rank {manifest.rank}'s shard of model {theirs!r}, but this run evaluates "
-                f"{self.model!r}: two evaluations share run id {manifest.run_id!r}; give each its own "
-                "run id (see docs/ranks.md). Nothing was merged; the spools stay on disk"
+        if self.model is None or theirs is None or str(theirs) == self.model or manifest.samples == 0:
+            return
+        if self.launch and self.same_launch(manifest):
+            logger.warning(
+                "rank %d's shard %s names model %r, this rank %r; merged, as both are of launch %s",
+                manifest.rank,
+                path,
+                theirs,
+                self.model,
+                _describe(self.launch),
             )
+            return
+        raise EvalsinkError(
+            f"{path} is rank {manifest.rank}'s shard of model {theirs!r}, but this run evaluates "
+            f"{self.model!r}: two evaluations share run id {manifest.run_id!r}; give each its own "
+            "run id (see docs/ranks.md). Nothing was merged; the spools stay on disk"
+        )
 
 
 def _describe(launch: Mapping[str, str]) -> str:
@@ -159,6 +179,14 @@ def _finished(rank: int, candidates: list[tuple[Path, RunManifest]]) -> RunManif
         for path, m in candidates
         if m.state is not RunState.RUNNING or not m.process_alive()  # a dead writer is final too
     ]
+    if len(candidates) > 1:
+        # an attempt that failed or died before this one (a torchrun restart) is stale once
+        # another spool of the rank is done or still being written: that one is this attempt's
+        live = [(path, m) for path, m in candidates if (path, m) not in final]
+        done = [(path, m) for path, m in final if m.state is RunState.SHARD_DONE]
+        if len(done) + len(live) == 1:
+            candidates = done + live
+            final = done
     if len(candidates) > 1 and final:
         names = ", ".join(str(path) for path, _ in candidates)
         raise EvalsinkError(

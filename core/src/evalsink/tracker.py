@@ -197,7 +197,7 @@ class EvaluationTracker:
                 f"(`evalsink recover {self.settings.output_dir} --list` lists the runs left to resume)"
             )
         self.run_id = _check_run_id(shared_run_id or uuid.uuid4().hex[:16])
-        self._sequence = next_sequence(self.run_id)  # which evaluation of this run id (see shards)
+        self._sequence = 0  # which evaluation of this run id (see shards): set once construction succeeded
         self.sink_names = select_sinks(
             sinks, push_to_hub=push_to_hub, push_to_tensorboard=push_to_tensorboard, use_wandb=use_wandb
         )
@@ -269,7 +269,14 @@ class EvaluationTracker:
     # -- construction ---------------------------------------------------------------------
     def _register_for_exit(self) -> None:
         """What the exit handler looks at: every tracker, and holds on to: a rank > 0's, which
-        lighteval drops long before the exit (see :meth:`_tell_rank_0`)."""
+        lighteval drops long before the exit (see :meth:`_tell_rank_0`).
+
+        Also where a tracker of several ranks takes its sequence number: only once construction
+        succeeded, so that a construction that failed and was retried on one rank does not shift
+        that rank's numbering. A resumed tracker is the evaluation its manifest recorded.
+        """
+        if self.process.world_size > 1 and self.recovery is None:
+            self._sequence = self._manifest.sequence = next_sequence(self.run_id)
         _BUILT.add(self)
         if not self.process.is_main:
             _OTHER_RANKS.add(self)
@@ -389,6 +396,7 @@ class EvaluationTracker:
         manifest = read_manifest(manifest_path(spool.path))
         if manifest is not None:
             self._manifest.date_id = manifest.date_id  # its results file may be published under it
+            self._sequence = self._manifest.sequence = manifest.sequence  # the same evaluation
             self.general_config_logger.restore(manifest.config_general)
             self.versions_logger.versions.update(manifest.versions)
             self.task_config_logger.tasks_configs.update(manifest.config_tasks)
