@@ -520,8 +520,8 @@ class EvaluationTracker:
                 # file and the details is then recovered under that date id (evalsink.recovery)
                 self._write_manifest()
             results = self._results_model() if given is None else given
-            self._manager.results_saved(self.run, results)
-            self._report = self._make_report(results)
+            self._manager.results_saved(self.run, results)  # the last sink gets the model itself
+            self._report = self._make_report()
             self._refuse_logging(f"run {self.run_id!r} was saved")
             # inside the try: run_finished then gets the error that fails save(), not None
             self._manager.raise_required()
@@ -729,7 +729,7 @@ class EvaluationTracker:
 
         return EvaluationResults.model_validate(jsonsafe.to_jsonable(self._results_dict()))
 
-    def _make_report(self, results: EvaluationResults) -> SaveReport:
+    def _make_report(self) -> SaveReport:
         report = SaveReport(run_id=self.run_id, date_id=self.run.date_id, sinks=self._manager.outcomes)
         for task, metrics in self.metrics_logger.metric_aggregated.items():
             for metric, value in metrics.items():
