@@ -136,8 +136,13 @@ def test_a_requeued_job_waits_for_its_own_rank_not_the_earlier_attempts_shard(
     assert saved_queries(tmp_path) == ["new q0", "new q1", "new q2", "new q3"]
     stale = manifest_path(old.details_logger.spool.path)
     assert f"not merging {stale}: another launch" in caplog.text
-    assert stale.exists()  # left alone, for recover
-    assert old.details_logger.spool.path.exists()
+    # once the requeued attempt saved, what the earlier one left is gone: a later `evalsink
+    # recover` sweep published it as a second, partial results file of the run
+    assert not stale.exists()
+    assert not old.details_logger.spool.path.exists()
+    from evalsink.recovery import find_runs
+
+    assert find_runs(tmp_path) == []
 
 
 def test_a_loop_over_evaluations_never_takes_the_next_evaluations_shard(

@@ -158,6 +158,38 @@ def _describe(launch: Mapping[str, str]) -> str:
     return ", ".join(f"{key}={value}" for key, value in launch.items()) or "no launcher variables"
 
 
+def superseded(folder: Path, launch: Mapping[str, str]) -> list[Path]:
+    """Spools and manifests in the run folder that an earlier attempt of this same Slurm job left
+    (same job id, lower restart count, their writer gone): once this attempt saved, they are what
+    it redid. Left there, a later ``evalsink recover`` sweep published one as a second, partial
+    results file of the run."""
+    job, restarts = launch.get("SLURM_JOB_ID"), _as_count(launch.get("SLURM_RESTART_COUNT"))
+    if job is None or restarts is None:
+        return []
+    paths: list[Path] = []
+    for path in sorted(folder.glob("details-*.meta.json")):
+        try:
+            manifest = read_manifest(path)
+        except (ValueError, OSError):
+            continue
+        if manifest is None or manifest.launch.get("SLURM_JOB_ID") != job:
+            continue
+        earlier = _as_count(manifest.launch.get("SLURM_RESTART_COUNT"))
+        if earlier is None or earlier >= restarts:
+            continue
+        if manifest.state is RunState.RUNNING and manifest.process_alive():
+            continue
+        paths += [path.with_name(manifest.spool), path]
+    return paths
+
+
+def _as_count(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
 def _shards(folder: Path) -> list[tuple[Path, RunManifest]]:
     """Every readable manifest of a rank other than 0 in the run folder, by file name."""
     found = []

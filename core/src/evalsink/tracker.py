@@ -50,7 +50,14 @@ from evalsink.paths import new_date_id
 from evalsink.ranks import current_rank
 from evalsink.report import SaveReport, SinkOutcome
 from evalsink.run import DetailsBatch, Run, RunStatus, TrackerSettings
-from evalsink.shards import Evaluation, launch_identity, launcher_run_id, next_sequence, wait_for_shards
+from evalsink.shards import (
+    Evaluation,
+    launch_identity,
+    launcher_run_id,
+    next_sequence,
+    superseded,
+    wait_for_shards,
+)
 from evalsink.spool import DetailSpool
 from evalsink.storage import OutputDir, OutputDirError, check_can_create
 
@@ -643,7 +650,10 @@ class EvaluationTracker:
                 self._write_manifest(RunState.FAILED, always=True)
         elif not failed and self._report is not None and self._report.ok:
             spool = self.details_logger.spool
-            for path in [*self._merged, manifest_path(spool.path)]:
+            stale = superseded(self._run_folder(), self._manifest.launch)
+            if stale:
+                logger.info("run %r: removing what an earlier attempt left: %s", self.run_id, stale)
+            for path in [*self._merged, *stale, manifest_path(spool.path)]:
                 path.unlink(missing_ok=True)
             runs = self._run_folder().parent
             # and evalsink's own folders, when nothing else is left in them
