@@ -113,3 +113,29 @@ def run_cli(
         env={**environ, "COLUMNS": "250", **(env or {})},
         check=False,
     )
+
+
+def run_pytest(cwd: Path, *args: str) -> list[tuple[str, str, str]]:
+    """Run pytest on ``args`` in a child; (class name, test name, outcome) of every test case, the
+    outcome ``passed``, ``failure``, ``error`` or ``skipped`` (read from its JUnit report)."""
+    import xml.etree.ElementTree as ET
+
+    report = cwd / "report.xml"
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", *args],
+        cwd=cwd,
+        capture_output=True,
+        check=False,
+        timeout=300,
+    )
+    cases = []
+    for case in ET.parse(report).getroot().iter("testcase"):
+        kinds = [child.tag for child in case if child.tag in {"failure", "error", "skipped"}]
+        cases.append(
+            (
+                case.attrib["classname"].rsplit(".", 1)[-1],
+                case.attrib["name"],
+                kinds[0] if kinds else "passed",
+            )
+        )
+    return cases

@@ -9,10 +9,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from core_helpers import run_pytest
 
 KIT_TESTS = {
     "test_found_through_its_entry_point",
@@ -54,28 +54,8 @@ def run_kit(tmp_path: Path, sink_name: str, config: dict[str, object], body: str
         + textwrap.indent(textwrap.dedent(body), "    "),
         encoding="utf-8",
     )
-    report = tmp_path / "report.xml"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            f"--junitxml={report}",
-            str(test_file),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        check=False,
-        timeout=300,
-    )
-    outcomes = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        kinds = [child.tag for child in case if child.tag in {"failure", "error", "skipped"}]
-        outcomes[case.attrib["name"]] = {"failure": "failed"}.get(kinds[0], kinds[0]) if kinds else "passed"
-    return outcomes
+    cases = run_pytest(tmp_path, str(test_file))
+    return {name: {"failure": "failed"}.get(outcome, outcome) for _, name, outcome in cases}
 
 
 def test_a_sound_sink_passes_every_check(tmp_path: Path) -> None:

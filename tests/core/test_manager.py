@@ -11,19 +11,16 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import logging
-import subprocess
-import sys
 import textwrap
 import threading
 import warnings
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import orjson
 import pytest
-from core_helpers import Calls, log_samples
+from core_helpers import Calls, log_samples, run_pytest
 
 from evalsink import EvaluationTracker, Sink, discovery, hookimpl
 from evalsink.errors import SinkLoadError
@@ -488,20 +485,7 @@ def run_kit_test(tmp_path: Path, test: str) -> dict[str, str]:
         for name in ("publishing", "retracting")
     )
     (tmp_path / "test_kit_sinks.py").write_text(body, encoding="utf-8")
-    report = tmp_path / "report.xml"
-    subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", "-k", test],
-        cwd=tmp_path,
-        capture_output=True,
-        check=False,
-        timeout=300,
-    )
-    outcomes = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        if case.attrib["name"] == test:
-            kinds = [child.tag for child in case if child.tag in {"failure", "error", "skipped"}]
-            outcomes[case.attrib["classname"].rsplit(".", 1)[-1]] = kinds[0] if kinds else "passed"
-    return outcomes
+    return {kind: outcome for kind, name, outcome in run_pytest(tmp_path, "-k", test) if name == test}
 
 
 def test_the_kit_fails_a_sink_that_deletes_a_saved_run_when_it_then_fails(tmp_path: Path) -> None:
