@@ -446,6 +446,11 @@ def test_an_attempt_that_died_is_stale_beside_the_rank_s_finished_spool(
     stale.pid, stale.state = 2**22 + 12345, RunState.RUNNING  # its process is gone
     write_manifest(path, stale)
     _forget_dead_process(dead)
+    new_process(0, TORCHELASTIC_RUN_ID="elastic")  # rank 0 of the killed attempt: failed at exit
+    dead_main = EvaluationTracker(output, sinks=["local"], run_id="elastic", flush_every=1)
+    dead_main.general_config_logger.log_model_info(model_name="org/m")
+    log(dead_main, ["old q0"])
+    dead_main.close(RuntimeError("killed by the agent"))
     new_process(1, TORCHELASTIC_RUN_ID="elastic")
     shard(output, "elastic", ["q1"])
     new_process(0, TORCHELASTIC_RUN_ID="elastic")
@@ -455,6 +460,16 @@ def test_an_attempt_that_died_is_stale_beside_the_rank_s_finished_spool(
     assert main.save().ok
     [details] = output.glob("details/org/m/*/*.parquet")
     assert sorted(row["doc"]["query"] for row in pq.read_table(details).to_pylist()) == ["q0", "q1"]
+    main.close()
+    # what the killed attempt left is gone once the restart saved: a later `evalsink recover`
+    # sweep published it as a second, partial results file of the run
+    from evalsink.recovery import find_runs
+
+    assert not path.exists()
+    assert not dead.details_logger.spool.path.exists()
+    assert not dead_main.details_logger.spool.path.exists()
+    assert find_runs(output) == []
+    assert len(list(output.glob("results/org/m/*.json"))) == 1
 
 
 def _forget_dead_process(tracker: EvaluationTracker) -> None:

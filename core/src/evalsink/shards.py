@@ -158,26 +158,37 @@ def _describe(launch: Mapping[str, str]) -> str:
     return ", ".join(f"{key}={value}" for key, value in launch.items()) or "no launcher variables"
 
 
-def superseded(folder: Path, launch: Mapping[str, str]) -> list[Path]:
-    """Spools and manifests in the run folder that an earlier attempt of this same Slurm job left
-    (same job id, lower restart count, their writer gone): once this attempt saved, they are what
-    it redid. Left there, a later ``evalsink recover`` sweep published one as a second, partial
-    results file of the run."""
+def superseded(folder: Path, launch: Mapping[str, str], sequence: int, keep: set[Path]) -> list[Path]:
+    """Spools and manifests in the run folder that an earlier attempt of this same launch left,
+    their writer gone: once this attempt saved, they are what it redid. Left there, a later
+    ``evalsink recover`` sweep published one as a second, partial results file of the run.
+
+    A Slurm requeue keeps the job id and raises the restart count: every lower count is earlier.
+    A torchrun restart keeps its run id and its ranks may disagree on the restart count (see
+    ``_LAUNCH_COUNTERS``): a spool of this evaluation (same run id and sequence) that failed or
+    whose writer died, other than ``keep`` (the manifests this attempt wrote and merged), is
+    earlier.
+    """
     job, restarts = launch.get("SLURM_JOB_ID"), _as_count(launch.get("SLURM_RESTART_COUNT"))
-    if job is None or restarts is None:
-        return []
+    elastic = launch.get("TORCHELASTIC_RUN_ID")
     paths: list[Path] = []
     for path in sorted(folder.glob("details-*.meta.json")):
+        if path in keep:
+            continue
         try:
             manifest = read_manifest(path)
         except (ValueError, OSError):
             continue
-        if manifest is None or manifest.launch.get("SLURM_JOB_ID") != job:
+        if manifest is None or (manifest.state is RunState.RUNNING and manifest.process_alive()):
             continue
-        earlier = _as_count(manifest.launch.get("SLURM_RESTART_COUNT"))
-        if earlier is None or earlier >= restarts:
-            continue
-        if manifest.state is RunState.RUNNING and manifest.process_alive():
+        if job is not None and restarts is not None and manifest.launch.get("SLURM_JOB_ID") == job:
+            earlier = _as_count(manifest.launch.get("SLURM_RESTART_COUNT"))
+            if earlier is None or earlier >= restarts:
+                continue
+        elif elastic is not None and manifest.launch.get("TORCHELASTIC_RUN_ID") == elastic:
+            if manifest.sequence != sequence or manifest.state not in (RunState.RUNNING, RunState.FAILED):
+                continue
+        else:
             continue
         paths += [path.with_name(manifest.spool), path]
     return paths

@@ -650,7 +650,8 @@ class EvaluationTracker:
                 self._write_manifest(RunState.FAILED, always=True)
         elif not failed and self._report is not None and self._report.ok:
             spool = self.details_logger.spool
-            stale = superseded(self._run_folder(), self._manifest.launch)
+            own = {*self._merged, manifest_path(spool.path)}
+            stale = superseded(self._run_folder(), self._manifest.launch, self._manifest.sequence, own)
             if stale:
                 logger.info("run %r: removing what an earlier attempt left: %s", self.run_id, stale)
             for path in [*self._merged, *stale, manifest_path(spool.path)]:
