@@ -79,6 +79,12 @@ def test_arguments_of_the_wrong_kind_are_named(tmp_path: Path, monkeypatch: pyte
         SinkConfigError, match=r"sink_config must map sink names to their options .*not a list"
     ):
         EvaluationTracker(tmp_path, sinks=["local"], sink_config=["local"])  # type: ignore[arg-type]
+    with pytest.raises(SinkConfigError, match=r"sink_config keys are sink names \(strings\), not 1"):
+        EvaluationTracker(tmp_path, sinks=["local"], sink_config={1: {}})
+    # checked here, not at rank 0's save() after the whole evaluation (TypeError there)
+    for timeout in ("5", -1, math.nan, True):
+        with pytest.raises(ValueError, match=r"merge_timeout must be a number of seconds, 0 or more"):
+            EvaluationTracker(tmp_path, sinks=["local"], merge_timeout=timeout)  # type: ignore[arg-type]
     monkeypatch.delenv("EVALSINK_RUN_ID", raising=False)
     with pytest.raises(EvalsinkError, match=r"resume=True needs the id of the run to resume: pass run_id="):
         EvaluationTracker(tmp_path, sinks=["local"], resume=True)

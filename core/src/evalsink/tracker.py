@@ -196,7 +196,7 @@ class EvaluationTracker:
         )
         self.process = current_rank()
         self._pid = os.getpid()  # the exit handler leaves a forked child's copy of this tracker alone
-        self.merge_timeout = merge_timeout
+        self.merge_timeout = _check_merge_timeout(merge_timeout)
         shared_run_id = self._shared_run_id(run_id)
         if resume and shared_run_id is None:
             raise EvalsinkError(
@@ -222,11 +222,7 @@ class EvaluationTracker:
             raise OutputDirError(
                 f"output_dir {self.settings.output_dir!r} cannot be used: the run's spool folder {exc}"
             ) from None
-        if sink_config is not None and not isinstance(sink_config, Mapping):
-            raise SinkConfigError(
-                "sink_config must map sink names to their options ({'local': {...}}), "
-                f"not a {type(sink_config).__name__}"
-            )
+        _check_sink_config(sink_config)
         self._sink_options: dict[str, dict[str, Any]] = {}  # for the manifest, see _build_sinks
         self._manager = self._build_sinks(self.sink_names, sink_config or {})
 
@@ -931,6 +927,31 @@ class EvaluationTracker:
             _hub_missing(error, "recreate_metadata_card")
             raise
         return recreate_metadata_card(self, repo_id, sink=self._manager.sinks.get("hub"))
+
+
+def _check_merge_timeout(value: Any) -> float:
+    """Refused at construction: a bad value only showed at rank 0's save(), after the evaluation."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(
+            f"merge_timeout must be a number of seconds, 0 or more (inf: wait forever); got {value!r}"
+        )
+    return float(value)
+
+
+def _check_sink_config(sink_config: Any) -> None:
+    """Name what is wrong with ``sink_config`` (it raised AttributeError or TypeError deep inside)."""
+    if sink_config is None:
+        return
+    if not isinstance(sink_config, Mapping):
+        raise SinkConfigError(
+            "sink_config must map sink names to their options ({'local': {...}}), "
+            f"not a {type(sink_config).__name__}"
+        )
+    odd_keys = [key for key in sink_config if not isinstance(key, str)]
+    if odd_keys:
+        raise SinkConfigError(
+            f"sink_config keys are sink names (strings), not {', '.join(map(repr, odd_keys))}"
+        )
 
 
 def _spooled_metrics(record: Mapping[str, Any]) -> dict[str, Any]:
