@@ -904,6 +904,16 @@ def test_token_hashes_are_lightevals_str_of_the_tokens(tokens: Any) -> None:
     assert hashes["hash_cont_tokens"] == _combine([xxhash.xxh64(str([tokens]).encode()).hexdigest()])
 
 
+def test_no_tokens_hash_as_lightevals_str_of_none() -> None:
+    """lighteval hashes ``str(None)``; evalsink hashed the empty string."""
+    logger = DetailsLogger()
+    logger.log("t|x|0", {"query": "q"}, {"input_tokens": None, "output_tokens": None}, {})
+    logger.aggregate()
+    hashes = logger.compiled_details["t|x|0"].hashes
+    expected = _combine([xxhash.xxh64(b"None").hexdigest()])
+    assert hashes["hash_input_tokens"] == hashes["hash_cont_tokens"] == expected
+
+
 def test_cont_token_hash_of_a_list_of_tuples_is_lightevals_str() -> None:
     tokens = [(1, 2), (3,)]
     logger = DetailsLogger()

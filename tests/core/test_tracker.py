@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
@@ -684,6 +685,44 @@ def test_save_after_a_failed_aggregate_fails_the_same_way(
     assert tracker.metrics_logger.last_task_dict is task_dict
     with pytest.raises(RuntimeError, match="aggregation bug"):
         tracker.save()
+
+
+def test_save_without_aggregate_uses_the_logged_tasks_aggregation(make_tracker: MakeTracker) -> None:
+    """A script that logged its tasks but left aggregating to save() had a ``max`` metric written
+    as a plain mean (0.5 instead of 1.0), with no warning."""
+
+    @dataclasses.dataclass
+    class Config:
+        name: str = "t"
+
+    class Task:
+        config = Config()
+
+        def aggregation(self) -> dict[str, Callable[..., Any]]:
+            return {"em": max}
+
+    tracker = make_tracker()
+    tracker.task_config_logger.log({"lighteval|t|0": Task(), "lighteval|plain|0": Config("plain")})
+    for value in [1.0, 0.0]:
+        tracker.metrics_logger.log("lighteval|t|0", {"em": value})
+        tracker.metrics_logger.log("lighteval|plain|0", {"em": value})
+    tracker.save()
+    assert tracker.metrics_logger.metric_aggregated["lighteval|t|0"]["em"] == 1.0
+    assert tracker.metrics_logger.metric_aggregated["lighteval|plain|0"]["em"] == 0.5
+
+
+def test_save_keeps_the_callers_own_aggregate_choice(make_tracker: MakeTracker) -> None:
+    class Task:
+        def aggregation(self) -> dict[str, Callable[..., Any]]:
+            return {"em": max}
+
+    tracker = make_tracker()
+    tracker.task_config_logger.log({"lighteval|t|0": Task()})
+    tracker.metrics_logger.log("lighteval|t|0", {"em": 1.0})
+    tracker.metrics_logger.aggregate()  # no task_dict: the caller asked for means
+    tracker.metrics_logger.log("lighteval|t|0", {"em": 0.0})  # stale: save() aggregates again
+    tracker.save()
+    assert tracker.metrics_logger.metric_aggregated["lighteval|t|0"]["em"] == 0.5
 
 
 def test_means_instead_of_the_tasks_aggregation_are_in_the_report(make_tracker: MakeTracker) -> None:

@@ -286,6 +286,11 @@ def _text(value: Any) -> bytes:
     return jsonsafe.dumps(value)
 
 
+def _tokens_text(value: Any) -> bytes:
+    """What lighteval hashes for tokens: ``str()`` of them, so no tokens (None) is ``"None"``."""
+    return b"None" if value is None else _text(value)
+
+
 class _LazyDetails(Mapping[str, list[dict[str, Any]]]):
     """``details_logger.details`` read back from the spool, one task at a time; once a saved run
     has removed its spool, from the saved files (``DetailsLogger.read_saved``).
@@ -380,8 +385,8 @@ class DetailsLogger:
             hashes = self._hashes[task_name] = _TaskHashes()
         hashes.examples.append(xxhash.xxh64_intdigest(_text(_get(doc, "query"))))
         hashes.full_prompts.append(xxhash.xxh64_intdigest(_text(_get(model_response, "input"))))
-        hashes.input_tokens.append(xxhash.xxh64_intdigest(_text(_get(model_response, "input_tokens"))))
-        hashes.cont_tokens.append(xxhash.xxh64_intdigest(_text(_get(model_response, "output_tokens"))))
+        hashes.input_tokens.append(xxhash.xxh64_intdigest(_tokens_text(_get(model_response, "input_tokens"))))
+        hashes.cont_tokens.append(xxhash.xxh64_intdigest(_tokens_text(_get(model_response, "output_tokens"))))
         truncated = _get(model_response, "truncated_tokens_count")
         padded = _get(model_response, "padded_tokens_count")
         if _is_positive_count(truncated):
@@ -737,11 +742,17 @@ class TaskConfigLogger:
 
     def __init__(self) -> None:
         self.tasks_configs: dict[str, Any] = {}
+        self.aggregating_tasks: dict[str, Any] = {}
+        """The logged tasks that name their metrics' aggregation (lighteval's ``LightevalTask``):
+        what ``save()`` aggregates with when the caller did not call ``aggregate()`` itself."""
 
     def log(self, task_dict: Mapping[str, Any]) -> None:
         configs = {name: getattr(task, "config", task) for name, task in task_dict.items()}
         check_config(configs, "config_tasks")  # an unencodable config fails here, not at save()
         self.tasks_configs = configs
+        self.aggregating_tasks = {
+            name: task for name, task in task_dict.items() if callable(getattr(task, "aggregation", None))
+        }
 
     def log_num_docs(self, task_name: str, original_num_docs: int, effective_num_docs: int) -> None:
         config = self.tasks_configs.setdefault(task_name, {})

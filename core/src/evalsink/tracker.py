@@ -130,6 +130,7 @@ class _MetricsLogger(MetricsLogger):
         self.stale = False
         self.last_task_dict: Mapping[str, Any] | None = None
         self.last_bootstrap_iters = 1000
+        self.called = False  # whether the caller aggregated (then its choice of tasks stands)
         self.closed: str | None = None  # as DetailsLogger.closed
 
     def log(self, task_name: str, metrics: Mapping[str, Any]) -> None:
@@ -142,12 +143,19 @@ class _MetricsLogger(MetricsLogger):
         # remembered first: should this call raise, save() retries with the same tasks (and fails
         # the same way) instead of quietly writing plain means
         self.last_task_dict, self.last_bootstrap_iters = task_dict, bootstrap_iters
+        self.called = True
         super().aggregate(task_dict=task_dict, bootstrap_iters=bootstrap_iters)
         self.stale = False
 
-    def refresh(self) -> None:
+    def refresh(self, logged_tasks: Mapping[str, Any]) -> None:
+        """Aggregate for ``save()`` if needed. A caller that never aggregated gets the aggregations
+        of the tasks it gave ``task_config_logger.log()`` (``logged_tasks``): a ``max`` or corpus
+        metric was written as a plain mean, silently."""
         if self.stale or not self.metric_aggregated:
-            self.aggregate(self.last_task_dict, self.last_bootstrap_iters)
+            task_dict = self.last_task_dict if self.called else (logged_tasks or None)
+            super().aggregate(task_dict=task_dict, bootstrap_iters=self.last_bootstrap_iters)
+            self.last_task_dict = task_dict
+            self.stale = False
 
 
 class EvaluationTracker:
@@ -511,7 +519,7 @@ class EvaluationTracker:
             if given is None and self.process.world_size > 1:
                 self._merge_shards()
             if given is None:
-                self.metrics_logger.refresh()
+                self.metrics_logger.refresh(self.task_config_logger.aggregating_tasks)
                 self.details_logger.aggregate()
                 if self.general_config_logger.end_time is None:
                     self.general_config_logger.log_end_time()
