@@ -972,3 +972,17 @@ def test_numpy_token_counts_count_as_truncated_and_padded() -> None:
     compiled = details.compiled_details["t|0"]
     # a NaN count (Decimal's refuses even the comparison) is no count, and log() does not raise
     assert (compiled.truncated, compiled.non_truncated, compiled.padded, compiled.non_padded) == (3, 3, 3, 3)
+
+
+@pytest.mark.parametrize("order", [["acc", "acc_stderr"], ["acc_stderr", "acc"]])
+def test_a_logged_metric_named_like_a_stderr_is_kept(order: list[str]) -> None:
+    """Logging ``acc`` and ``acc_stderr``: the computed stderr of acc overwrote the logged one's
+    mean (or, logged first, it was dropped), silently."""
+    metrics = MetricsLogger()
+    for acc, own in [(1.0, 0.9), (0.0, 0.9)]:
+        values = {"acc": acc, "acc_stderr": own}
+        metrics.log("t|x|0", {name: values[name] for name in order})
+    metrics.aggregate()
+    out = metrics.metric_aggregated["t|x|0"]
+    assert (out["acc"], out["acc_stderr"]) == (0.5, 0.9)
+    assert metrics.stderr_not_written == {"t|x|0": ["acc_stderr"]}

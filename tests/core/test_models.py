@@ -154,3 +154,14 @@ def test_a_file_lighteval_wrote_loads_and_keeps_its_shape() -> None:
     assert (task.name, task.version) == ("drop", 1)
     metric = (task.model_extra or {})["metrics"][0]
     assert metric["sample_level_fn"].startswith("ExactMatches(")  # lighteval writes metric objects as str()
+
+
+def test_task_config_name_and_version_are_written_only_when_given() -> None:
+    """A config logged without a version was written with ``"version": null``, contradicting the
+    run's ``versions``."""
+    results = EvaluationResults.model_validate(
+        {"config_tasks": {"t|0": {"w": 1}, "u|0": {"name": "u", "version": None, "x": 2}}}
+    )
+    dumped = results.model_dump(mode="json")["config_tasks"]
+    assert dumped == {"t|0": {"w": 1}, "u|0": {"name": "u", "version": None, "x": 2}}
+    assert results.config_tasks["t|0"].version is None  # still readable as a field

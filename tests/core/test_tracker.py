@@ -687,22 +687,26 @@ def test_save_after_a_failed_aggregate_fails_the_same_way(
         tracker.save()
 
 
+@dataclasses.dataclass
+class _Config:
+    name: str = "t"
+
+
+class _MaxTask:
+    """A task (as lighteval's) whose ``em`` aggregates as a max, not a mean."""
+
+    config = _Config()
+
+    def aggregation(self) -> dict[str, Callable[..., Any]]:
+        return {"em": max}
+
+
 def test_save_without_aggregate_uses_the_logged_tasks_aggregation(make_tracker: MakeTracker) -> None:
     """A script that logged its tasks but left aggregating to save() had a ``max`` metric written
     as a plain mean (0.5 instead of 1.0), with no warning."""
 
-    @dataclasses.dataclass
-    class Config:
-        name: str = "t"
-
-    class Task:
-        config = Config()
-
-        def aggregation(self) -> dict[str, Callable[..., Any]]:
-            return {"em": max}
-
     tracker = make_tracker()
-    tracker.task_config_logger.log({"lighteval|t|0": Task(), "lighteval|plain|0": Config("plain")})
+    tracker.task_config_logger.log({"lighteval|t|0": _MaxTask(), "lighteval|plain|0": _Config("plain")})
     for value in [1.0, 0.0]:
         tracker.metrics_logger.log("lighteval|t|0", {"em": value})
         tracker.metrics_logger.log("lighteval|plain|0", {"em": value})
@@ -712,12 +716,8 @@ def test_save_without_aggregate_uses_the_logged_tasks_aggregation(make_tracker: 
 
 
 def test_save_keeps_the_callers_own_aggregate_choice(make_tracker: MakeTracker) -> None:
-    class Task:
-        def aggregation(self) -> dict[str, Callable[..., Any]]:
-            return {"em": max}
-
     tracker = make_tracker()
-    tracker.task_config_logger.log({"lighteval|t|0": Task()})
+    tracker.task_config_logger.log({"lighteval|t|0": _MaxTask()})
     tracker.metrics_logger.log("lighteval|t|0", {"em": 1.0})
     tracker.metrics_logger.aggregate()  # no task_dict: the caller asked for means
     tracker.metrics_logger.log("lighteval|t|0", {"em": 0.0})  # stale: save() aggregates again

@@ -531,6 +531,8 @@ class MetricsLogger:
         self.skipped: dict[str, dict[str, int]] = {}
         self.failed_aggregations: dict[str, dict[str, str]] = {}
         self.mean_instead: dict[str, str] = {}
+        self.stderr_not_written: dict[str, list[str]] = {}
+        """Per task, ``{metric}_stderr`` keys left out because a metric of that name was logged."""
         """Tasks averaged although ``aggregate()`` was given a ``task_dict``, and why (lighteval
         raises ``KeyError`` there)."""
 
@@ -561,6 +563,7 @@ class MetricsLogger:
         """
         aggregated: dict[str, dict[str, float]] = {}
         self.skipped, self.failed_aggregations, self.mean_instead = {}, {}, {}
+        self.stderr_not_written = {}
         for task_name, metrics in self.metrics_values.items():
             own, problem = _task_aggregations(task_dict, task_name)
             if problem is not None:
@@ -579,7 +582,8 @@ class MetricsLogger:
                     if not numbers:
                         continue
                     out[metric_name] = _mean(numbers)
-                    if bootstrap_iters > 0 and len(numbers) > 1:
+                    wanted = bootstrap_iters > 0 and len(numbers) > 1
+                    if wanted and self._stderr_free(task_name, metrics, metric_name):
                         out[f"{metric_name}_stderr"] = _mean_stderr(numbers)
                     continue
                 try:
@@ -598,7 +602,8 @@ class MetricsLogger:
                 out.update(produced)
                 if isinstance(result, Mapping):
                     continue
-                if bootstrap_iters > 0 and len(values) > 1:
+                wanted = bootstrap_iters > 0 and len(values) > 1
+                if wanted and self._stderr_free(task_name, metrics, metric_name):
                     out[f"{metric_name}_stderr"] = _bootstrap_stderr(aggregation, values, bootstrap_iters)
             aggregated[task_name] = out
         for task_name, counts in self.skipped.items():
@@ -611,7 +616,19 @@ class MetricsLogger:
                 )
         for task_name, why in self.mean_instead.items():
             logger.warning("task %r: %s", task_name, why)
+        for task_name, names in self.stderr_not_written.items():
+            logger.warning("task %r: %s", task_name, stderr_collision(names))
         self.metric_aggregated = _add_averages(aggregated)
+
+    def _stderr_free(self, task_name: str, metrics: Mapping[str, Any], metric_name: str) -> bool:
+        """Whether ``{metric}_stderr`` may be written: not when a metric of that name was logged,
+        whose aggregate is the user's data (the computed stderr overwrote it, or, logged first,
+        it was dropped for it)."""
+        key = f"{metric_name}_stderr"
+        if key in metrics:
+            self.stderr_not_written.setdefault(task_name, []).append(key)
+            return False
+        return True
 
     def _note_means(
         self, task_dict: Mapping[str, Any], task_name: str, own: Mapping[str, Any], metrics: Mapping[str, Any]
@@ -627,6 +644,11 @@ class MetricsLogger:
             self.mean_instead[task_name] = (
                 f"metric(s) {', '.join(map(repr, missing))} not in the task's aggregation(): plain mean"
             )
+
+
+def stderr_collision(names: list[str]) -> str:
+    listed = ", ".join(map(repr, names))
+    return f"metric(s) {listed} logged: their standard error, computed under the same name, is left out"
 
 
 def _aggregated_numbers(metric_name: str, result: Any) -> dict[str, float]:

@@ -12,7 +12,7 @@ after the whole evaluation had run, writing nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import (
     BaseModel,
@@ -42,6 +42,8 @@ class _Open(BaseModel):
         protected_namespaces=(),
     )
     _key_order: tuple[str, ...] = PrivateAttr(default=())
+    _unset_left_out: ClassVar[frozenset[str]] = frozenset()
+    """Declared fields written only when given (a default the user never logged is not theirs)."""
 
     @model_validator(mode="wrap")
     @classmethod
@@ -62,6 +64,9 @@ class _Open(BaseModel):
     @model_serializer(mode="wrap")
     def _write_in_key_order(self, handler: SerializerFunctionWrapHandler) -> Any:
         out = handler(self)
+        if isinstance(out, dict):
+            for key in self._unset_left_out - self.model_fields_set:
+                out.pop(key, None)
         if not self._key_order or not isinstance(out, dict):
             return out
         ordered = {key: out[key] for key in self._key_order if key in out}
@@ -123,7 +128,12 @@ class GeneralSummary(TaskSummary):
 
 
 class TaskConfig(_Open):
-    """``config_tasks[task]``: the task's configuration as lighteval logs it (open-ended)."""
+    """``config_tasks[task]``: the task's configuration as lighteval logs it (open-ended).
+
+    ``name`` and ``version`` are written only when the configuration has them: a ``"version":
+    null`` nobody logged contradicted the run's ``versions``."""
+
+    _unset_left_out = frozenset({"name", "version"})
 
     name: str | JsonValue = None
     version: int | str | JsonValue = None

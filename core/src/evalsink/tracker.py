@@ -43,6 +43,7 @@ from evalsink.loggers import (
     MetricsLogger,
     TaskConfigLogger,
     VersionsLogger,
+    stderr_collision,
 )
 from evalsink.manager import SinkManager
 from evalsink.manifest import RunManifest, RunState, manifest_path, read_manifest, write_manifest
@@ -765,6 +766,8 @@ class EvaluationTracker:
                 )
         for task, why in self.metrics_logger.mean_instead.items():
             report.warnings.append(f"results[{task!r}]: {why}")
+        for task, names in self.metrics_logger.stderr_not_written.items():
+            report.warnings.append(f"results[{task!r}]: {stderr_collision(names)}")
         for name, outcome in report.sinks.items():
             report.warnings.extend(f"{name}: {message}" for message in outcome.warnings)
         return report
