@@ -261,9 +261,11 @@ def test_a_nan_metric_of_another_rank_makes_the_mean_nan(tmp_path: Path, new_pro
     rank0 = EvaluationTracker(tmp_path, sinks=["local"], run_id="nan", merge_timeout=5)
     rank0.general_config_logger.log_model_info(model_name="org/m")
     log(rank0, ["q0"], acc=1.0)
-    rank0.save()
+    report = rank0.save()
     assert math.isnan(rank0.metrics_logger.metric_aggregated[TASK]["acc"])  # as one process
     assert saved_results(tmp_path)[0]["results"][TASK]["acc"] is None
+    # and the NaN written as null in rank 1's details is reported, as in one process
+    assert f"details of {TASK!r}: 1 NaN/inf value(s) written as null" in report.warnings
 
 
 def test_a_nan_metric_logged_before_a_resume_makes_the_mean_nan(
@@ -275,9 +277,11 @@ def test_a_nan_metric_logged_before_a_resume_makes_the_mean_nan(
     log(crashed, ["q0"], acc=math.nan)
     crashed.close(RuntimeError("killed"))  # its spool and manifest stay, as after a crash
     resumed = EvaluationTracker(tmp_path, sinks=["local"], run_id="nan-resume", resume=True)
-    log(resumed, ["q1"], acc=1.0)
-    resumed.save()
+    log(resumed, ["q1"], acc=math.inf)
+    report = resumed.save()
     assert math.isnan(resumed.metrics_logger.metric_aggregated[TASK]["acc"])
+    # the NaN logged before the crash is still reported, beside the inf logged after it
+    assert f"details of {TASK!r}: 2 NaN/inf value(s) written as null" in report.warnings
 
 
 # -- fix 5: a rank > 0 marks its shard done at save(), also inside a with block ---------------

@@ -70,6 +70,9 @@ class RunManifest:
     sequence: int = 0
     """This tracker's place among the trackers its process built for the run id (0, then 1 in a
     loop over two models): the k-th tracker of every rank belongs to the same evaluation."""
+    nonfinite: dict[str, int] = field(default_factory=dict)
+    """Per task, the NaN/±inf values its spooled samples hold as null (a null in the spool cannot
+    tell them from None): a resumed, recovered or merged run still reports them."""
     format: int = FORMAT
 
     def to_json(self) -> bytes:

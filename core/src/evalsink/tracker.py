@@ -412,6 +412,7 @@ class EvaluationTracker:
             self.general_config_logger.restore(manifest.config_general)
             self.versions_logger.versions.update(manifest.versions)
             self.task_config_logger.tasks_configs.update(manifest.config_tasks)
+            _add_counts(self.details_logger.nonfinite, manifest.nonfinite)
         for batch in spool.flushed_batches(spool.flush_every):
             for task, record in zip(batch.task_names, batch.records(), strict=True):
                 self.details_logger.replay(task, record)
@@ -457,6 +458,7 @@ class EvaluationTracker:
         manifest.config_general = self.general_config_logger.to_dict()
         manifest.versions = jsonsafe.to_jsonable(self.versions_logger.versions)
         manifest.config_tasks = self.task_config_logger.to_dict()
+        manifest.nonfinite = dict(self.details_logger.nonfinite)
         if self.run.date_id is not None:  # a resumed run keeps the date id its first save chose
             manifest.date_id = self.run.date_id
         snapshot = dataclasses.replace(manifest, updated_at=0.0).to_json()
@@ -604,6 +606,7 @@ class EvaluationTracker:
                     f"rank {manifest.rank}'s spool {spool_path} holds {merged} samples, "
                     f"its manifest says {manifest.samples}"
                 )
+            _add_counts(self.details_logger.nonfinite, manifest.nonfinite)
             for task, version in manifest.versions.items():
                 self.versions_logger.versions.setdefault(task, version)
             for task, config in manifest.config_tasks.items():
@@ -963,6 +966,12 @@ def _check_sink_config(sink_config: Any) -> None:
         raise SinkConfigError(
             f"sink_config keys are sink names (strings), not {', '.join(map(repr, odd_keys))}"
         )
+
+
+def _add_counts(counts: dict[str, int], more: Mapping[str, Any]) -> None:
+    for task, count in more.items():
+        if isinstance(count, int) and count > 0:
+            counts[task] += count
 
 
 def _spooled_metrics(record: Mapping[str, Any]) -> dict[str, Any]:
