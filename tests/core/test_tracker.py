@@ -904,3 +904,25 @@ def test_a_forked_child_leaves_the_parents_kept_details_alone(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1"
     assert not (tmp_path / ".evalsink").exists()  # and the parent's own exit removed it
+
+
+def test_nan_in_configs_is_reported(tmp_path: Path) -> None:
+    """A ``temperature=nan`` or a task config's NaN weight was written as null, unreported."""
+
+    @dataclasses.dataclass
+    class ModelConfig:
+        model_name: str = "org/m"
+        temperature: float = math.nan
+
+    tracker = EvaluationTracker(tmp_path, sinks=["local"], run_id="cfg-nan")
+    tracker.general_config_logger.log_model_info(model_config=ModelConfig())
+    tracker.task_config_logger.log({"t|0": {"name": "t", "weights": [1.0, math.inf]}})
+    tracker.versions_logger.log("t|0", 1)
+    log_samples(tracker, "t|0", 2)
+    report = tracker.save()
+    assert "config_general: 1 NaN/inf value(s) written as null" in report.warnings
+    assert "config_tasks: 1 NaN/inf value(s) written as null" in report.warnings
+    assert not any(warning.startswith("versions") for warning in report.warnings)
+    (results_file,) = (tmp_path / "results" / "org" / "m").glob("results_*.json")
+    saved = json.loads(results_file.read_text())
+    assert saved["config_general"]["model_config"]["temperature"] is None

@@ -756,6 +756,8 @@ class EvaluationTracker:
                     report.warnings.append(f"results[{task!r}][{metric!r}] is {value}; written as null")
         for task, count in self.details_logger.nonfinite.items():
             report.warnings.append(f"details of {task!r}: {count} NaN/inf value(s) written as null")
+        for section, count in self._config_nonfinite().items():
+            report.warnings.append(f"{section}: {count} NaN/inf value(s) written as null")
         for task, failures in self.metrics_logger.failed_aggregations.items():
             for metric, why in failures.items():
                 report.warnings.append(
@@ -774,6 +776,18 @@ class EvaluationTracker:
         for name, outcome in report.sinks.items():
             report.warnings.extend(f"{name}: {message}" for message in outcome.warnings)
         return report
+
+    def _config_nonfinite(self) -> dict[str, int]:
+        """NaN/inf in what was logged as configuration (a ``temperature=nan``, a task config's
+        weight): written as null like any other, so reported like the others (they were not)."""
+        general = self.general_config_logger
+        sections = {
+            "config_general": [general.model_config, general.generation_parameters, general.max_samples],
+            "versions": self.versions_logger.versions,
+            "config_tasks": self.task_config_logger.tasks_configs,
+        }
+        counts = {name: jsonsafe.count_nonfinite(value) for name, value in sections.items()}
+        return {name: count for name, count in counts.items() if count}
 
     @property
     def results(self) -> dict[str, Any]:
