@@ -45,9 +45,10 @@ options do.
 An option is given in `sink_config={"<sink>": {"<option>": value}}` or as the environment variable
 in the table (`EVALSINK_`, the sink name upper-cased with `-` turned into `_`, two underscores, the
 option name in any case). An explicit `sink_config` value wins over the environment. Environment
-values are strings, converted by pydantic (`"500"` → `500`, `"false"` → `False`); a variable cannot
-hold `None` (`"none"` is the string `"none"`): leave it unset instead. Every sink accepts `required`
-and `hook_timeout`, which come from `evalsink.SinkConfig`.
+values are strings, converted by pydantic (`"500"` → `500`, `"false"` → `False`). Only `hook_timeout`
+reads `none` (or `null`) as `None`; for any other option `"none"` is the string `"none"` (a valid
+`compression`), so leave the variable unset to keep an option's default. Every sink accepts
+`required` and `hook_timeout`, which come from `evalsink.SinkConfig`.
 """
 
 

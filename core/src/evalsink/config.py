@@ -46,7 +46,11 @@ def build_config(
             f"not {type(explicit).__name__}"
         )
     from_env: dict[str, Any] = {
-        key: _json_container(text, model.model_fields[key].annotation) if key in model.model_fields else text
+        key: (
+            _json_container(text, model.model_fields[key].annotation, sink_name, key)
+            if key in model.model_fields
+            else text
+        )
         for key, text in env_values(sink_name, environ).items()
     }
     given: dict[str, Any] = dict(explicit) if isinstance(explicit, Mapping) else {}
@@ -150,13 +154,17 @@ def _has_secret_value(value: Any) -> bool:
     return isinstance(value, (list, tuple, set, frozenset)) and any(_has_secret_value(item) for item in value)
 
 
-def _json_container(text: str, annotation: Any) -> Any:
+def _json_container(text: str, annotation: Any, sink_name: str, key: str) -> Any:
     """An environment value for a list, dict or nested-model field, written as JSON
     (``'["a", "b"]'``, ``'{"user": "u"}'``), decoded.
 
     Environment values are strings, which pydantic cannot turn into a list, a dict or a model: such
     fields could not be set from the environment at all (or, with a comma-splitting validator, a JSON
-    list became the tags ``['["a"', '"b"]']``). Anything that is not JSON of that shape stays text.
+    list became the tags ``['["a"', '"b"]']``). Text that does not start like JSON stays text (the
+    wandb sink's tags split ``a,b`` on commas). Text that does (``[`` or ``{``) but is not valid
+    JSON is a :class:`SinkConfigError` naming its variable: handed on as text, a trailing comma or
+    single quotes made the tags ``['["nightly"', '"7b"', ']']`` without a word. A field that also
+    takes text (``str | list[str]``) keeps such text as it is.
     """
     if not text.lstrip().startswith(("[", "{")) or not _takes_container(annotation):
         return text
@@ -164,8 +172,27 @@ def _json_container(text: str, annotation: Any) -> Any:
 
     try:
         return json.loads(text)
-    except ValueError:
-        return text  # validation says what is wrong with it, naming the variable
+    except ValueError as exc:
+        if _takes_text(annotation):
+            return text
+        # the text is not quoted: what in it is a credential cannot be told (see _shown_value)
+        raise SinkConfigError(
+            f"sink {sink_name!r}: invalid config: {env_prefix(sink_name)}{key.upper()}: not valid JSON "
+            f"({exc}); a list, dict or nested-model option set from the environment is JSON, "
+            """e.g. '["a", "b"]' or '{"key": "value"}' (double quotes, no trailing comma)"""
+        ) from None
+
+
+def _takes_text(annotation: Any) -> bool:
+    """Whether a field accepts a plain string as it is (``str``, ``Any``, or a union with one)."""
+    import types
+    import typing
+
+    if annotation is str or annotation is Any:
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_takes_text(arg) for arg in typing.get_args(annotation))
+    return False
 
 
 def _takes_container(annotation: Any) -> bool:

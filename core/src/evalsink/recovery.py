@@ -276,6 +276,7 @@ def recover_run(
     from evalsink.models import EvaluationResults  # pydantic: imported when a run is recovered
     from evalsink.tracker import EvaluationTracker
 
+    _check_sinks(sinks)
     run = next((found for found in find_runs(output_dir) if found.run_id == run_id), None)
     if run is None:
         raise missing_run_error(output_dir, [run_id])
@@ -308,6 +309,16 @@ def recover_run(
             f"run {run_id!r}: its published results file (date id {date_id}) does not validate: {exc}"
         ) from exc
     return tracker.publish(validated, date_id)
+
+
+def _check_sinks(sinks: Sequence[str]) -> None:
+    """Refuse a recovery to no sink: it would "succeed" writing nothing, then delete the spool,
+    the run's only copy (``evalsink recover --to ''`` did)."""
+    if not sinks:
+        raise EvalsinkError(
+            "no sink to recover to: a recovery removes the run's spool once the run is saved, so "
+            "saving it nowhere would lose it; name at least one sink (the default is ['local'])"
+        )
 
 
 def _as_the_run_had_them(
@@ -398,6 +409,8 @@ def recover_runs(
     run that cannot be recovered (several spools), or whose recovery raised, is a failure: the
     runs after it are still recovered — one bad run used to abort the recovery of every other.
     """
+    if "sinks" in options:  # refused once for all the runs, not reported as each run's failure
+        _check_sinks(options["sinks"])
     reports: dict[str, SaveReport] = {}
     failures: dict[str, str] = {}
     for run in runs:

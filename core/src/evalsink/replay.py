@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -22,6 +22,7 @@ from evalsink.paths import model_path, task_file_part
 if TYPE_CHECKING:
     from evalsink.report import SaveReport
     from evalsink.results_files import LoadedResults
+    from evalsink.storage import OutputDir
 
 
 class SavedRun:
@@ -61,9 +62,63 @@ class SavedRun:
         return {names.get(part, unquote(part)): path for part, path in sorted(files.items())}
 
     def count_rows(self) -> int:
-        import pyarrow.parquet as pq
+        return sum(_parquet_rows(path) for path in self.details_files().values())
 
-        return sum(pq.read_metadata(path).num_rows for path in self.details_files().values())
+    def checked_details_files(self) -> dict[str, str]:
+        """:meth:`details_files`, once the run is known to push whole: every task has its file
+        and every file reads as parquet (its footer). Raises :class:`EvalsinkError` otherwise.
+
+        A task whose file was missing was pushed without its details and the push said ok; a
+        corrupt file ended it in a pyarrow traceback, after the sinks had received the tasks
+        before it. A run with no details file at all was saved with ``save_details=False``: its
+        results alone are pushed.
+        """
+        details = self.details_files()
+        if details:
+            missing = [task for task in self.loaded.results.summary_tasks if task and task not in details]
+            if missing:
+                folder = Path(next(iter(details.values()))).parent
+                raise EvalsinkError(
+                    f"{folder}: no details file for task(s) {', '.join(map(repr, missing))} of "
+                    f"{self.loaded.file.path.name} (its other tasks have one); nothing was pushed: "
+                    "restore the missing files (or move that folder away to push the results alone)"
+                )
+        for path in details.values():
+            _parquet_rows(path)
+        return details
+
+
+def _parquet_rows(path: str) -> int:
+    """The row count in a details file's footer; an :class:`EvalsinkError` naming the file when it
+    is not a readable parquet file (pyarrow's own error is a traceback for the user)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.read_metadata(path).num_rows)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise _unreadable(path, exc) from exc
+
+
+def _unreadable(path: str, exc: BaseException) -> EvalsinkError:
+    """One line naming the file (pyarrow's thrift errors span several)."""
+    why = " ".join(str(exc).split())
+    return EvalsinkError(f"{path}: not a readable details parquet file ({type(exc).__name__}: {why})")
+
+
+def _records(output: OutputDir, path: str) -> Iterator[dict[str, Any]]:
+    """The records of one details file (:func:`evalsink_local.reader.iter_details`); a file that
+    turns out corrupt past its footer is an :class:`EvalsinkError` naming it, like one refused by
+    :meth:`SavedRun.checked_details_files`. Only reading is guarded: an error of the tracker the
+    records are logged into passes through unchanged."""
+    import pyarrow as pa
+
+    from evalsink_local.reader import iter_details
+
+    try:
+        yield from iter_details(output, path)
+    except (pa.ArrowException, OSError, ValueError) as exc:  # and JSON-text columns that do not decode
+        raise _unreadable(path, exc) from exc
 
 
 def check_targets(sinks: Sequence[str]) -> None:
@@ -88,10 +143,9 @@ def replay_run(
     """Send a saved run to ``sinks`` (never ``local``: the files are where the run is read from)."""
     from evalsink.storage import OutputDir
     from evalsink.tracker import EvaluationTracker
-    from evalsink_local.reader import iter_details
 
     check_targets(sinks)
-    details = saved.details_files()
+    details = saved.checked_details_files()  # before the sinks hear of the run
     tracker = EvaluationTracker(
         saved.output_dir,
         results_path_template=saved.results_path_template,
@@ -108,7 +162,7 @@ def replay_run(
         tracker.general_config_logger.end_time = config.get("end_time")
         output = OutputDir(saved.output_dir)
         for task, path in details.items():
-            for record in iter_details(output, path):
+            for record in _records(output, path):
                 metric = record.get("metric") or {}
                 tracker.details_logger.log(task, record.get("doc"), record.get("model_response"), metric)
                 if on_sample is not None:

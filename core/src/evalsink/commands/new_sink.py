@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from importlib.resources import files
@@ -146,4 +147,13 @@ def new_sink(name: str, directory: Path | None) -> None:
     click.echo(f"created {target}/ ({values['distribution']}, sink {name!r}):")
     for relative in sorted(contents):
         click.echo(f"  {relative}")
-    click.echo(f'next: pip install -e "{target}[test]" && pytest {target}')
+    click.echo(f"next: pip install -e {_extra_word(target)} && pytest {shlex.quote(str(target))}")
+
+
+def _extra_word(target: Path) -> str:
+    """``{target}[test]`` as one shell word, for a command the user pastes: a ``--dir`` with spaces,
+    quotes or ``$`` was printed unquoted and split or expanded. A path shlex leaves alone keeps the
+    double quotes the docs show (``"evalsink-mysink[test]"``; the brackets are a glob in zsh)."""
+    if shlex.quote(str(target)) == str(target):
+        return f'"{target}[test]"'
+    return shlex.quote(f"{target}[test]")

@@ -39,14 +39,17 @@ def push(
     PATH is an output dir (the newest run of each model, unless --all) or a results JSON file, as a
     path or a file:// URL.
     Each run's details are read back from its parquet files and streamed to the sinks as during
-    the evaluation; its results are sent unchanged, under its original date id. Exit code 1 when
-    a sink failed (the files on disk are untouched: push again).
+    the evaluation; its results are sent unchanged, under its original date id. A run missing a
+    task's details file, or with one that is not readable parquet, is an error before anything is
+    pushed. Exit code 1 when a sink failed (the files on disk are untouched: push again).
     """
     from evalsink.replay import check_targets, replay_run, saved_runs
 
     names = [name.strip() for name in sinks.split(",") if name.strip()]
     check_targets(names)
     runs = saved_runs(path, model=model, date=date, every=every)
+    for saved in runs:  # a missing or corrupt details file refuses the push before any run is sent
+        saved.checked_details_files()
     options = {"hub_results_org": hub_results_org or "", "public": public}
     failed = False
     for saved in runs:

@@ -39,6 +39,9 @@ def recover(output_dir: str, run_ids: tuple[str, ...], sinks: str, list_only: bo
     from evalsink.errors import EvalsinkError
     from evalsink.recovery import find_runs, left_alone, missing_run_error, recover_runs, why_not_recoverable
 
+    names = [name.strip() for name in sinks.split(",") if name.strip()]
+    if not list_only:
+        _check_targets(names)
     if "://" not in output_dir and not Path(output_dir).is_dir():
         what = "a file, not an output folder" if Path(output_dir).exists() else "no such folder"
         raise EvalsinkError(f"{output_dir}: {what}")
@@ -55,11 +58,27 @@ def recover(output_dir: str, run_ids: tuple[str, ...], sinks: str, list_only: bo
         refused = [why for why in map(why_not_recoverable, runs) if why is not None]
         if refused:
             raise EvalsinkError("; ".join(refused))
-    names = [name.strip() for name in sinks.split(",") if name.strip()]
     reports, failures = recover_runs(output_dir, runs, sinks=names)
     _print_reports(reports, [run for run in runs if left_alone(run)], failures, as_json)
     if failures or any(not report.ok for report in reports.values()):
         raise SystemExit(1)
+
+
+def _check_targets(names: list[str]) -> None:
+    """Refuse ``--to`` before any run is touched: with no sink a recovery saved nothing and then
+    removed the spool, the run's only copy; an unknown sink failed each run's recovery in turn.
+
+    Unlike ``push``, ``local`` is a valid target: it is where a recovered run is usually saved.
+    """
+    from evalsink.discovery import find_sinks
+
+    if not names:
+        raise click.BadParameter(
+            "no sink to recover to (the default is local; a recovery to no sink would remove the "
+            "run's spool, its only copy)",
+            param_hint="'--to'",
+        )
+    find_sinks(names)  # not installed, or claimed twice: an EvalsinkError (exit code 2)
 
 
 def _why_not(run: RunOnDisk) -> str:
@@ -138,5 +157,7 @@ def _print_reports(
         click.echo(str(report))
     for run in skipped:
         click.echo(f"skipped: {_why_not(run)}")
-    for why in failures.values():
-        click.echo(f"not recovered: {why}")
+    for run_id, why in failures.items():
+        # most reasons name the run already ("run 'x' has 2 spools..."); an exception's text does not
+        named = why.startswith((f"run {run_id!r}", f"run {run_id} "))
+        click.echo(f"not recovered: {why}" if named else f"not recovered: run {run_id!r}: {why}")

@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from evalsink import Sink, SinkConfig, hookimpl
 from evalsink.models import EvaluationResults
@@ -63,6 +63,24 @@ class LocalSinkConfig(SinkConfig):
         "placeholders {output_dir}, {org}, {model}.",
     )
 
+    @field_validator("details_path_template")
+    @classmethod
+    def _fillable(cls, value: str | None) -> str | None:
+        """Refuse a template that could not be filled at save(), after the whole evaluation.
+
+        A validator, not a check in the sink's constructor: config validation is all that
+        ``evalsink sinks --check`` runs, and it said ok for ``{nope}/x``, which then failed the run.
+        """
+        if value:
+            from evalsink.errors import SinkConfigError
+            from evalsink_local.layout import check_template
+
+            try:
+                check_template(value, "local sink's details_path_template")
+            except SinkConfigError as exc:  # pydantic reports a ValueError, naming the option
+                raise ValueError(str(exc)) from None
+        return value
+
 
 class LocalSink(Sink):
     """Writes ``results/{model}/results_{date}.json`` and ``details/{model}/{date}/*.parquet``.
@@ -78,14 +96,13 @@ class LocalSink(Sink):
     _streaming_off = False
 
     def __init__(self, config: LocalSinkConfig, settings: TrackerSettings) -> None:
-        """Check the path templates now: they are used only at save(), after the evaluation."""
+        """Check the tracker's results path template now: it is used only at save(), after the
+        evaluation (the config's ``details_path_template`` was checked when it was validated)."""
         super().__init__(config, settings)
         from evalsink_local.layout import check_template
 
         if settings.results_path_template:
             check_template(settings.results_path_template, "results_path_template")
-        if config.details_path_template:
-            check_template(config.details_path_template, "local sink's details_path_template")
 
     @hookimpl
     def evalsink_details_batch(self, run: Run, batch: DetailsBatch) -> None:
