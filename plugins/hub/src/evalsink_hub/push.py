@@ -120,7 +120,8 @@ MISSING_TOKEN = (
 MISSING_NAMESPACE = (
     "the hub sink needs to know where to push: pass hub_results_org='my-org' to the tracker "
     "(lighteval's argument), or sink_config={'hub': {'org': 'my-org'}} / EVALSINK_HUB__ORG=my-org, "
-    "or name the repository with sink_config={'hub': {'repo_id': 'my-org/my-details'}}"
+    "or name the repository with sink_config={'hub': {'repo_id': 'my-org/my-details'}} "
+    "(evalsink push: --org my-org)"
 )
 
 

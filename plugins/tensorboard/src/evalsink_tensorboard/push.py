@@ -81,7 +81,7 @@ MISSING_NAMESPACE = (
     "the TensorBoard push needs to know where to push: pass hub_results_org='my-org' to the "
     "tracker (lighteval's argument), or sink_config={'tensorboard': {'org': 'my-org'}} / "
     "EVALSINK_TENSORBOARD__ORG=my-org, or name the repository with "
-    "sink_config={'tensorboard': {'repo_id': 'my-org/tensorboard_logs'}}"
+    "sink_config={'tensorboard': {'repo_id': 'my-org/tensorboard_logs'}} (evalsink push: --org my-org)"
 )
 
 
