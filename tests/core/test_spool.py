@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from evalsink import spool as spool_module
+from evalsink.errors import SpoolWriteError
 from evalsink.run import DetailsBatch
 from evalsink.spool import DetailSpool
 
@@ -367,11 +368,15 @@ def test_a_write_that_fails_halfway_leaves_the_spool_readable_and_retries_whole(
     spool._file = _FullDisk(spool._file, room)
     spool.append("t", _line("t", 3))
     spool.append("t", _line("t", 4))
-    with pytest.raises(OSError, match="No space left"):
+    # the error says the sample is kept: logging it again (a natural retry) wrote it twice
+    with pytest.raises(
+        SpoolWriteError, match=r"No space left.* the 2 before it are kept .*do not log it again"
+    ):
         spool.append("t", _line("t", 5))
     assert path.stat().st_size == size  # the torn part is gone
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="No space left") as raised:
         spool.append("t", _line("t", 6))  # kept in the buffer; each flush tries again, and fails
+    assert raised.value.errno == errno.ENOSPC
     assert path.stat().st_size == size
     spool._file = spool._file.real  # room again
     batch = spool.flush()
@@ -512,3 +517,19 @@ def test_a_spool_shorter_than_its_index_is_an_error(path: Path) -> None:
         handle.truncate(path.stat().st_size - 5)
     with pytest.raises(OSError, match="shorter than its index"):
         list(spool.iter_lines("t"))
+
+
+def test_a_manifest_write_that_fails_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a full disk the temporary manifest stayed, and the run's folder was never removed."""
+    from evalsink import manifest as manifest_module
+    from evalsink.manifest import RunManifest, write_manifest
+
+    def full(descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(manifest_module.os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        write_manifest(tmp_path / "details-x.meta.json", RunManifest(run_id="r", spool="details-x.jsonl"))
+    assert list(tmp_path.iterdir()) == []

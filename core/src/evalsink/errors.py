@@ -29,3 +29,8 @@ class SinkFailedError(EvalsinkError):
 
 class EncodeError(EvalsinkError, TypeError):
     """A value cannot be written as strict JSON; the message names the field that holds it."""
+
+
+class SpoolWriteError(EvalsinkError, OSError):
+    """Logged samples could not be written to the spool (a full disk): they are kept in memory and
+    written by the next flush, so the ``log()`` that raised this must not be repeated."""

@@ -108,11 +108,16 @@ def write_manifest(path: Path, manifest: RunManifest) -> None:
     manifest.updated_at = time.time()
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(temporary, "wb") as handle:
-        handle.write(manifest.to_json())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(manifest.to_json())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        # left behind (a full disk), it kept the run's folder from ever being removed
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def read_manifest(path: Path) -> RunManifest | None:

@@ -25,7 +25,7 @@ from typing import Any, overload
 
 import orjson
 
-from evalsink.errors import EvalsinkError
+from evalsink.errors import EvalsinkError, SpoolWriteError
 from evalsink.run import DetailsBatch
 
 logger = logging.getLogger("evalsink")
@@ -102,7 +102,17 @@ class DetailSpool:
             or len(self._buffer) >= MAX_BUFFERED_BYTES
             or time.monotonic() - self._oldest >= self.flush_seconds
         ):
-            return self.flush()
+            try:
+                return self.flush()
+            except OSError as exc:
+                # the caller's natural move, logging the sample again once there is room, wrote
+                # it twice: say that it is kept
+                raise SpoolWriteError(
+                    exc.errno,
+                    f"could not write the details spool {self.path}: {exc.strerror or exc}. This sample "
+                    f"and the {len(self._pending_tasks) - 1} before it are kept in memory and written by "
+                    "the next flush (the next log() or save(), once there is room): do not log it again",
+                ) from exc
         return None
 
     def flush(self) -> DetailsBatch | None:
