@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from evalsink.storage import local_atomic
+
 FORMAT = 1
 
 
@@ -106,18 +108,8 @@ class RunManifest:
 def write_manifest(path: Path, manifest: RunManifest) -> None:
     """Replace the manifest atomically (write, fsync, rename): a reader sees the old or the new one."""
     manifest.updated_at = time.time()
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(manifest.to_json())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        # left behind (a full disk), it kept the run's folder from ever being removed
-        temporary.unlink(missing_ok=True)
-        raise
+    with local_atomic(path) as handle:  # a failed write leaves no temporary file (a full disk)
+        handle.write(manifest.to_json())
 
 
 def read_manifest(path: Path) -> RunManifest | None:

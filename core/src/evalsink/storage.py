@@ -124,7 +124,7 @@ class OutputDir:
         """
         target = self.path(relative)
         if self.is_local:
-            with _local_atomic(Path(target)) as handle:
+            with local_atomic(Path(target)) as handle:
                 yield handle
             return
         url = self.display(relative)
@@ -386,7 +386,9 @@ def _remove_temporary(fs: Any, temporary: str) -> None:
 
 
 @contextlib.contextmanager
-def _local_atomic(target: Path) -> Iterator[BinaryIO]:
+def local_atomic(target: Path) -> Iterator[BinaryIO]:
+    """A local file written under a temporary name, fsynced, renamed into place (the folder
+    fsynced too); on any failure the temporary file is removed and the target left as it was."""
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.tmp-{secrets.token_hex(4)}")
     try:
