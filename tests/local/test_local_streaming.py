@@ -357,6 +357,26 @@ def test_streaming_that_breaks_down_leaves_every_task_to_save(
     assert "every task will be converted at save() instead" in caplog.text
 
 
+def test_pools_refusing_work_at_interpreter_exit_is_no_streaming_failure(
+    tmp_path: Path,
+    converted_at_save: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Ctrl-C while logging: the thread pools refuse work as the interpreter exits, which was
+    logged as "streaming the details failed" with a traceback, after the user's own."""
+
+    def exiting(self: Any, *args: Any) -> Any:
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    monkeypatch.setattr(evalsink_local.streaming.StreamingDetails, "_add_batch", exiting)
+    samples = [_sample(f"exit|{t}|0", i) for t in range(2) for i in range(30)]
+    with caplog.at_level(logging.DEBUG, logger="evalsink"):
+        _both(tmp_path, samples, converted_at_save)  # the same files: the spool has every sample
+    assert "streaming the details failed" not in caplog.text
+    assert "the interpreter is exiting" in caplog.text
+
+
 def test_a_list_of_nulls_streams_without_errors(
     tmp_path: Path, converted_at_save: list[str], caplog: pytest.LogCaptureFixture
 ) -> None:

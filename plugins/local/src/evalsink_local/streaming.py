@@ -96,6 +96,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _interpreter_exiting(exc: BaseException) -> bool:
+    """Whether ``exc`` is the thread pools refusing work because the interpreter is exiting
+    (after a Ctrl-C while logging): it was logged as a streaming failure, with a traceback."""
+    return isinstance(exc, RuntimeError) and "interpreter shutdown" in str(exc)
+
+
 class _TaskFile:
     __slots__ = (
         "closed",
@@ -239,6 +245,9 @@ class StreamingDetails:
             self._add_batch(records)
         except BaseException as exc:  # a bug here must not cost the details: save() converts them
             self._broken = exc
+            if _interpreter_exiting(exc):  # Ctrl-C: the spool has the details, nothing broke
+                logger.debug("streaming the details stopped: the interpreter is exiting")
+                return
             logger.error(
                 "streaming the details failed; every task will be converted at save() instead: %s: %s",
                 type(exc).__name__,
