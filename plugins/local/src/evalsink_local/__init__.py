@@ -30,6 +30,7 @@ from pydantic import Field, field_validator
 from evalsink import Sink, SinkConfig, hookimpl
 from evalsink.models import EvaluationResults
 from evalsink.run import Run, TrackerSettings
+from evalsink_local.failures import pools_shut_down
 
 if TYPE_CHECKING:
     from evalsink import DetailsBatch
@@ -120,7 +121,7 @@ class LocalSink(Sink):
             if self._streaming is not None:
                 self._streaming.add(batch.task_names, batch.lines())
         except Exception as exc:
-            self._stop_streaming(exc)
+            self._stop_streaming(None if pools_shut_down(exc) else exc)
 
     def _stop_streaming(self, error: Exception | None) -> None:
         if error is not None:

@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evalsink import jsonsafe
+from evalsink_local.failures import pools_shut_down
 from evalsink_local.parquet import (
     MAX_GROUP_BYTES,
     FastConverter,
@@ -94,12 +95,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
-
-
-def _interpreter_exiting(exc: BaseException) -> bool:
-    """Whether ``exc`` is the thread pools refusing work because the interpreter is exiting
-    (after a Ctrl-C while logging): it was logged as a streaming failure, with a traceback."""
-    return isinstance(exc, RuntimeError) and "interpreter shutdown" in str(exc)
 
 
 class _TaskFile:
@@ -188,6 +183,10 @@ class StreamingDetails:
             ]
         self._queued_batches.acquire()
         try:
+            if self._discarding or self._converter is None:
+                # discarded while this waited for room (the run ended under it: Ctrl-C at exit)
+                self._queued_batches.release()
+                return
             future = self._converter.submit(self._add_now, rows)
         except BaseException:
             self._queued_batches.release()
@@ -245,8 +244,8 @@ class StreamingDetails:
             self._add_batch(records)
         except BaseException as exc:  # a bug here must not cost the details: save() converts them
             self._broken = exc
-            if _interpreter_exiting(exc):  # Ctrl-C: the spool has the details, nothing broke
-                logger.debug("streaming the details stopped: the interpreter is exiting")
+            if pools_shut_down(exc):  # Ctrl-C: the spool has the details, nothing broke
+                logger.debug("streaming the details stopped: the run is ending")
                 return
             logger.error(
                 "streaming the details failed; every task will be converted at save() instead: %s: %s",
