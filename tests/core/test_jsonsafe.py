@@ -163,7 +163,7 @@ def test_numpy_arrays_become_arrays() -> None:
     value = {
         "ints": matrix,
         "floats": np.array([0.5, 1.5], dtype=np.float32),
-        "column": matrix[:, 1],  # not C-contiguous: goes through tolist()
+        "column": matrix[:, 1],  # not C-contiguous: copied to an array orjson's encoder reads
         "objects": np.array([1, "a"], dtype=object),
     }
     assert _roundtrip(value) == {

@@ -6,8 +6,13 @@ with an :class:`EncodeError` that names the field, so nothing is corrupted quiet
 
 * dataclasses (their fields, as ``dataclasses.asdict``), pydantic models and mappings become
   objects; tuples, sets and frozensets become arrays (sets sorted when their items sort);
-* numpy scalars and arrays become numbers and arrays (through ``tolist()``, which also covers
-  torch tensors without importing torch); numpy's ``longdouble`` is rounded to a float;
+* numpy scalars and arrays become numbers and arrays, written by orjson's numpy encoder whatever
+  the array's layout (a ``float32`` ``0.1`` is ``0.1``, in a view as in a copy); torch tensors and
+  other numpy arrays (object, text) through ``tolist()`` (torch is never imported); numpy's
+  ``longdouble`` is rounded to a float;
+* numpy ``datetime64`` becomes ISO-8601 text at its own unit (``[D]`` ``"2025-01-02"``, ``[ns]``
+  ``"2025-01-02T03:04:05.123456789"``), ``timedelta64`` an ISO-8601 duration (``"PT1.500S"``);
+  NaT becomes ``null`` and is counted as NaN is; a ``timedelta64`` with no unit raises;
 * ``Decimal`` becomes a number, ``datetime``/``date`` an ISO-8601 string, ``Enum`` its value,
   ``pathlib`` paths their string;
 * ``bytes``, ``bytearray`` and ``memoryview`` become ``{"$evalsink.bytes": "<base64>"}``, which
@@ -17,8 +22,9 @@ with an :class:`EncodeError` that names the field, so nothing is corrupted quiet
 * PIL images become ``{"path": ..., "bytes": ...}``, the struct ``datasets`` stores an image as
   (lighteval's details of multimodal tasks): the encoded image in its own format (PNG or TIFF
   when it has none), and the file it was opened from, if any;
-* NaN and ±infinity (``float``, numpy or ``Decimal``, including a ``Decimal`` beyond the float
-  range) become ``null`` and are counted by :func:`count_nonfinite`, so callers can report them;
+* NaN and ±infinity (``float``, numpy, torch or ``Decimal``, including a ``Decimal`` beyond the
+  float range) become ``null`` and are counted by :func:`count_nonfinite`, so callers can report
+  them;
 * non-string keys become strings (``1`` -> ``"1"``, ``True`` -> ``"true"``, ``None`` -> ``"null"``,
   an ``Enum`` its value, a ``datetime`` its ISO-8601 text); two keys of one mapping that would
   become the same string (``1`` and ``"1"``) raise :class:`EncodeError`, since one value would be
@@ -49,11 +55,15 @@ from evalsink.errors import EncodeError
 # Dataclasses go through _default: orjson's own encoding writes an instance's __dict__, which adds
 # attributes that are not fields (lighteval's task configs set ``full_name`` in __post_init__) and
 # drops fields whose names start with "_"; lighteval writes ``asdict()``, the fields exactly.
-_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
+# numpy values go through _default too (not OPT_SERIALIZE_NUMPY, which encodes datetime64 itself
+# with no hook: NaT became 1970-01-01 or a year-1677 date, nanoseconds were cut to microseconds);
+# _default hands numeric arrays back to orjson's numpy encoder (_numpy_encoder), one call per array.
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
 # First attempt: string keys only. Mappings with other keys take a slower path that checks that no
 # two keys become the same JSON key (orjson's OPT_NON_STR_KEYS would write both, and a reader keeps
 # one).
-_STR_KEYS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_PASSTHROUGH_DATACLASS
+_STR_KEYS = orjson.OPT_PASSTHROUGH_DATACLASS
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY  # only for numeric numpy values, by _numpy_encoder
 
 
 BYTES_KEY = "$evalsink.bytes"
@@ -101,11 +111,20 @@ def _image_object(image: Any) -> dict[str, Any]:
 
 
 def _default(value: Any) -> Any:
-    """Called by orjson for types it does not know natively, and for dataclass instances."""
+    """Called by orjson for types it does not know natively, and for dataclass instances.
+
+    The types met on every sample are looked up first (dataclasses, then numpy types: both by a
+    dict keyed by type), before ``dataclasses.is_dataclass``, which costs more than encoding a
+    numpy scalar.
+    """
     names = _FIELD_NAMES.get(type(value))
-    if names is not None or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
-        if names is None:
+    if names is None:
+        numpy_encoder = _NUMPY_ENCODERS.get(type(value))
+        if numpy_encoder is not None:
+            return numpy_encoder(value)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
             names = _field_names(type(value))
+    if names is not None:
         attributes = getattr(value, "__dict__", None)
         if type(attributes) is dict and len(attributes) == len(names):
             return attributes  # the fields and nothing else (the common case): no copy
@@ -132,12 +151,149 @@ def _default(value: Any) -> Any:
     if isinstance(value, PurePath):
         return str(value)
     tolist = getattr(value, "tolist", None)
-    if callable(tolist) and type(value).__module__.split(".")[0] in {"numpy", "torch"}:
-        plain = tolist()
-        if type(plain) is type(value):  # numpy's longdouble and clongdouble: no Python type holds them
-            return _extended_float(value)
-        return plain
+    if callable(tolist):
+        package = type(value).__module__.split(".")[0]
+        if package == "numpy":
+            numpy_encoder = _NUMPY_ENCODERS[type(value)] = _numpy_encoder(type(value))
+            return numpy_encoder(value)
+        if package == "torch":
+            return _tolist(value)
     raise TypeError(f"cannot encode a {type(value).__module__}.{type(value).__qualname__}")
+
+
+def _tolist(value: Any) -> Any:
+    """A numpy value or torch tensor as Python numbers and lists (its ``tolist()``)."""
+    plain = value.tolist()
+    if type(plain) is type(value):  # numpy's longdouble and clongdouble: no Python type holds them
+        return _extended_float(value)
+    return plain
+
+
+_NUMPY_ENCODERS: dict[type, Callable[[Any], Any]] = {}
+"""How :func:`_default` writes each numpy type it has met: decided once per type, so that a numpy
+scalar costs a dict look-up and one conversion."""
+
+
+def _numpy_encoder(kind: type) -> Callable[[Any], Any]:
+    """How to write values of a numpy type (called once per type).
+
+    Scalars that a Python type holds exactly (``float64``, integers, ``bool_``) become that type.
+    ``float32`` and ``float16`` scalars are written by orjson's numpy encoder, which writes the
+    shortest text of the value at its own precision (``0.1``, not ``0.10000000149011612``), as
+    for arrays. ``datetime64`` and ``timedelta64`` become ISO 8601 text (:func:`_time_text`);
+    anything else goes through ``tolist()``.
+    """
+    import numpy as np
+
+    if kind is np.ndarray:
+        return _encode_array
+    if issubclass(kind, np.ndarray):  # np.matrix, masked arrays: orjson's encoder takes none of them
+        return lambda array: _time_text(array) if array.dtype.kind in "Mm" else _tolist(array)
+    if issubclass(kind, (np.datetime64, np.timedelta64)):
+        return _time_text
+    if kind is np.float64:
+        return float
+    if issubclass(kind, np.integer):
+        return int
+    if kind is np.bool_:
+        return bool
+    if kind is np.float32 or kind is np.float16:
+        return _encode_numeric
+    return _tolist
+
+
+def _encode_numeric(value: Any) -> orjson.Fragment:
+    """A numeric numpy value written by orjson's own numpy encoder (C speed, nothing per item in
+    Python), inserted as it is."""
+    return orjson.Fragment(orjson.dumps(value, option=_NUMPY))
+
+
+def _encode_array(value: Any) -> Any:
+    """A numpy ``ndarray``: numbers and booleans through orjson's numpy encoder, datetime64 and
+    timedelta64 as text (:func:`_time_text`), others (object, text, complex, longdouble) through
+    ``tolist()``.
+
+    orjson's encoder reads only C-contiguous arrays in native byte order: others are copied to one
+    first. Through ``tolist()`` a ``float32`` view (``a[::2]``) was written as
+    ``0.20000000298023224`` where the same values contiguous are ``0.2``.
+    """
+    dtype = value.dtype
+    kind = dtype.kind
+    if kind in "Mm":
+        return _time_text(value)
+    if kind in "biuf" and dtype.itemsize <= 8:
+        if value.ndim == 0:  # orjson writes no 0-d array: its item, a numpy scalar, is written instead
+            return value[()]
+        if not (value.flags.c_contiguous and dtype.isnative):
+            import numpy as np
+
+            value = np.ascontiguousarray(value, dtype=dtype.newbyteorder("="))
+        return _encode_numeric(value)
+    return _tolist(value)
+
+
+def _time_text(value: Any) -> Any:
+    """numpy ``datetime64`` / ``timedelta64`` values (a scalar or an array of any shape) as ISO
+    8601 text at their own unit, NaT as ``None`` (counted by :func:`count_nonfinite`, as NaN is).
+
+    A datetime is written as numpy prints it, with as many digits as its unit holds
+    (``datetime64[D]`` ``"2025-01-02"``, ``[s]`` ``"2025-01-02T03:04:05"``, ``[ns]``
+    ``"2025-01-02T03:04:05.123456789"``), naive as numpy's are; a duration as an ISO 8601
+    duration (:func:`_duration_text`).
+    """
+    import numpy as np
+
+    array = np.asarray(value)
+    if not array.dtype.isnative:  # datetime_as_string reads the raw bytes in native order
+        array = array.astype(array.dtype.newbyteorder("="))
+    flat = array.ravel()  # 1-d, also for a scalar: datetime_as_string returns a str for 0-d
+    missing = np.isnat(flat)
+    if array.dtype.kind == "M":
+        text = np.datetime_as_string(flat).astype(object)
+        text[missing] = None
+    else:
+        unit, step = np.datetime_data(array.dtype)
+        counts = flat.astype(np.int64).tolist()
+        text = np.array(
+            [
+                None if nat else _duration_text(count * step, unit)
+                for count, nat in zip(counts, missing.tolist(), strict=True)
+            ],
+            dtype=object,
+        )
+    return text.reshape(array.shape).tolist()
+
+
+# the ISO 8601 duration for a count of each numpy unit of a second or longer; shorter units are
+# written as seconds with as many decimals as the unit has (_SUBSECOND_DIGITS)
+_DURATION_UNITS = {
+    "Y": "P{}Y",
+    "M": "P{}M",
+    "W": "P{}W",
+    "D": "P{}D",
+    "h": "PT{}H",
+    "m": "PT{}M",
+    "s": "PT{}S",
+}
+_SUBSECOND_DIGITS = {"ms": 3, "us": 6, "ns": 9, "ps": 12, "fs": 15, "as": 18}
+
+
+def _duration_text(count: int, unit: str) -> str:
+    """A ``timedelta64`` count of ``unit`` as an ISO 8601 duration, exact: 5 ``s`` ``"PT5S"``,
+    1500 ``ms`` ``"PT1.500S"``, -3 ``D`` ``"-P3D"`` (the sign as XML Schema writes it).
+
+    A count with no unit (numpy's "generic" timedelta64, e.g. ``np.timedelta64(5)``) is refused:
+    writing the bare number would drop what it counts.
+    """
+    sign, count = ("-", -count) if count < 0 else ("", count)
+    form = _DURATION_UNITS.get(unit)
+    if form is not None:
+        return sign + form.format(count)
+    digits = _SUBSECOND_DIGITS.get(unit)
+    if digits is None:
+        raise _RefusedError(f"a numpy timedelta64 with no unit ({count}): it has no duration")
+    seconds, fraction = divmod(count, 10**digits)
+    return f"{sign}PT{seconds}.{fraction:0{digits}d}S"
 
 
 def _extended_float(value: Any) -> float:
@@ -453,7 +609,11 @@ _ATOMS = frozenset({str, int, bool, type(None)})
 
 def _count_list(items: list[Any] | tuple[Any, ...]) -> int:
     """Lists of numbers are checked with one C-level ``sum()``: a finite total proves every item
-    finite; lists of strings with one ``map(type)``; anything else item by item."""
+    finite; lists of strings with one ``map(type)``; anything else item by item.
+
+    Only a total that is a plain ``int`` or ``float`` proves anything: ``[0, np.array([1.0, 2.0])]``
+    sums to an array (or a tensor, a ``Decimal``...), which ``math.isfinite`` refuses.
+    """
     if not items:
         return 0
     first = type(items[0])
@@ -463,10 +623,10 @@ def _count_list(items: list[Any] | tuple[Any, ...]) -> int:
     elif first is int or first is float or first is bool:
         try:
             total = sum(items)
-        except TypeError:
+        except (TypeError, ValueError, ArithmeticError):  # items that do not add up: walk them
             pass
         else:
-            if isinstance(total, int) or math.isfinite(total):
+            if type(total) is int or (type(total) is float and math.isfinite(total)):
                 return 0
     return sum(count_nonfinite(item) for item in items if type(item) not in _ATOMS)
 
@@ -527,8 +687,11 @@ def _counter_for(kind: type) -> Callable[[Any], int]:
         return lambda member: count_nonfinite(member.value)  # written as its value
     if dataclasses.is_dataclass(kind):
         return _count_dataclass
-    if kind.__module__.split(".")[0] == "numpy":
+    package = kind.__module__.split(".")[0]
+    if package == "numpy":
         return _count_numpy_nonfinite
+    if package == "torch" and callable(getattr(kind, "tolist", None)):
+        return _count_tensor_nonfinite
     return _count_other
 
 
@@ -552,14 +715,30 @@ def _field_names(kind: type) -> tuple[str, ...]:
 
 
 def _count_numpy_nonfinite(value: Any) -> int:
+    """NaN and ±inf in numpy floats, and NaT (not-a-time) in ``datetime64``/``timedelta64``: all are
+    written as null (:func:`_time_text`)."""
     import numpy as np
 
     if isinstance(value, np.ndarray):
-        if value.dtype.kind in "fc":
+        kind = value.dtype.kind
+        if kind in "fc":
             return int(value.size - np.count_nonzero(np.isfinite(value)))
-        if value.dtype.kind == "O":
+        if kind in "Mm":
+            return int(np.count_nonzero(np.isnat(value)))
+        if kind == "O":
             return sum(count_nonfinite(x) for x in value.tolist())
         return 0
     if isinstance(value, np.floating):
         return 0 if math.isfinite(float(value)) else 1
+    if isinstance(value, (np.datetime64, np.timedelta64)):
+        return 1 if np.isnat(value) else 0
     return 0
+
+
+def _count_tensor_nonfinite(value: Any) -> int:
+    """NaN and ±inf in a torch tensor, found without importing torch: the tensor is written through
+    its ``tolist()`` (:func:`_default`), so the values counted are exactly those written. Tensors
+    whose dtype is not floating (ids, masks) cannot hold NaN and are not converted."""
+    if getattr(getattr(value, "dtype", None), "is_floating_point", True) is False:
+        return 0
+    return count_nonfinite(value.tolist())
