@@ -3,12 +3,14 @@ numbers and arrays, and array layouts that must not change the text written."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from evalsink import jsonsafe
@@ -235,3 +237,18 @@ def test_numeric_numpy_values_are_written_as_before() -> None:
         b'{"f64":[0.1,null,null],"f16":[1.5],"i8":[[-1,2]],"u64":[18446744073709551615],'
         b'"bool":[true,false],"scalars":[0.1,0.1,-7,255,false]}'
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        (datetime.timedelta(seconds=90), "PT90S"),
+        (datetime.timedelta(milliseconds=-500), "-PT0.500000S"),
+        (datetime.timedelta(days=1, microseconds=3), "PT86400.000003S"),
+        (datetime.timedelta(0), "PT0S"),
+    ],
+    ids=["90s", "negative-ms", "day-and-us", "zero"],
+)
+def test_a_python_timedelta_is_an_iso_duration_like_numpys(value: datetime.timedelta, written: str) -> None:
+    """It was refused (an EncodeError) while numpy's timedelta64 is written as a duration."""
+    assert orjson.loads(jsonsafe.dumps({"doc": {"wait": value}})) == {"doc": {"wait": written}}

@@ -13,7 +13,8 @@ with an :class:`EncodeError` that names the field, so nothing is corrupted quiet
 * numpy ``datetime64`` becomes ISO-8601 text at its own unit (``[D]`` ``"2025-01-02"``, ``[ns]``
   ``"2025-01-02T03:04:05.123456789"``), ``timedelta64`` an ISO-8601 duration (``"PT1.500S"``);
   NaT becomes ``null`` and is counted as NaN is; a ``timedelta64`` with no unit raises;
-* ``Decimal`` becomes a number, ``datetime``/``date`` an ISO-8601 string, ``Enum`` its value,
+* ``Decimal`` becomes a number, ``datetime``/``date`` an ISO-8601 string, ``timedelta`` an
+  ISO-8601 duration in seconds (``"PT90S"``, ``"-PT0.500000S"``), ``Enum`` its value,
   ``pathlib`` paths their string;
 * ``bytes``, ``bytearray`` and ``memoryview`` become ``{"$evalsink.bytes": "<base64>"}``, which
   the local sink writes as a binary column (JSON has no bytes; :func:`decode_bytes` undoes it).
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime
 import enum
 import io
 import math
@@ -150,6 +152,11 @@ def _default(value: Any) -> Any:
         return float(value)
     if isinstance(value, PurePath):
         return str(value)
+    if isinstance(value, datetime.timedelta):  # as numpy's timedelta64 is written, exact to the µs
+        seconds = value.days * 86_400 + value.seconds
+        if value.microseconds:
+            return _duration_text(seconds * 10**6 + value.microseconds, "us")
+        return _duration_text(seconds, "s")
     tolist = getattr(value, "tolist", None)
     if callable(tolist):
         package = type(value).__module__.split(".")[0]
