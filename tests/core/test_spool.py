@@ -530,6 +530,7 @@ def test_a_manifest_write_that_fails_leaves_no_temporary_file(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(manifest_module.os, "fsync", full)
-    with pytest.raises(OSError, match="No space left"):
+    # and the error names the file (a full disk at save() showed a bare "No space left on device")
+    with pytest.raises(OSError, match=r"No space left on device \(writing the run's manifest\).*details-x"):
         write_manifest(tmp_path / "details-x.meta.json", RunManifest(run_id="r", spool="details-x.jsonl"))
     assert list(tmp_path.iterdir()) == []

@@ -108,8 +108,14 @@ class RunManifest:
 def write_manifest(path: Path, manifest: RunManifest) -> None:
     """Replace the manifest atomically (write, fsync, rename): a reader sees the old or the new one."""
     manifest.updated_at = time.time()
-    with local_atomic(path) as handle:  # a failed write leaves no temporary file (a full disk)
-        handle.write(manifest.to_json())
+    try:
+        with local_atomic(path) as handle:  # a failed write leaves no temporary file (a full disk)
+            handle.write(manifest.to_json())
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        # a full disk at save() showed a bare "[Errno 28] No space left on device", naming nothing
+        raise OSError(exc.errno, f"{exc.strerror or exc} (writing the run's manifest)", str(path)) from exc
 
 
 def read_manifest(path: Path) -> RunManifest | None:
