@@ -531,10 +531,10 @@ class MetricsLogger:
         self.skipped: dict[str, dict[str, int]] = {}
         self.failed_aggregations: dict[str, dict[str, str]] = {}
         self.mean_instead: dict[str, str] = {}
-        self.stderr_not_written: dict[str, list[str]] = {}
-        """Per task, ``{metric}_stderr`` keys left out because a metric of that name was logged."""
         """Tasks averaged although ``aggregate()`` was given a ``task_dict``, and why (lighteval
         raises ``KeyError`` there)."""
+        self.stderr_not_written: dict[str, list[str]] = {}
+        """Per task, ``{metric}_stderr`` keys left out because a metric of that name was logged."""
 
     def log(self, task_name: str, metrics: Mapping[str, Any]) -> None:
         """Record one sample's metric values.
@@ -647,6 +647,7 @@ class MetricsLogger:
 
 
 def stderr_collision(names: list[str]) -> str:
+    """The warning for :attr:`MetricsLogger.stderr_not_written`, in the log and the save report."""
     listed = ", ".join(map(repr, names))
     return f"metric(s) {listed} logged: their standard error, computed under the same name, is left out"
 
