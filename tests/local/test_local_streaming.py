@@ -393,6 +393,31 @@ def test_a_list_of_nulls_streams_without_errors(
     assert caplog.records == []
 
 
+def test_empty_lists_of_nulls_go_through_the_json_reader(
+    tmp_path: Path, converted_at_save: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lighteval's ``fewshot_samples`` is ``[]`` in every row (``list<null>``): such rows used to
+    be converted in Python, batch after batch (1 x 50,000 took 12-17 s instead of 8.4 s); Arrow's
+    JSON reader reads them right, and refuses only null items (the test above)."""
+    real = evalsink_local.parquet.JsonLinesConverter.convert
+    outcomes: list[bool] = []
+
+    def watched(self: Any, lines: list[bytes]) -> Any:
+        batch = real(self, lines)
+        outcomes.append(batch is not None)
+        return batch
+
+    monkeypatch.setattr(evalsink_local.parquet.JsonLinesConverter, "convert", watched)
+    samples = []
+    for i in range(60):
+        task, doc, response, metrics = _sample("fewshot|0", i)
+        samples.append((task, {**doc, "fewshot_samples": []}, response, metrics))
+    _both(tmp_path, samples, converted_at_save)
+    assert converted_at_save == []
+    assert outcomes
+    assert all(outcomes)
+
+
 def test_an_unexpected_conversion_error_leaves_only_that_task_to_save(
     tmp_path: Path,
     converted_at_save: list[str],

@@ -500,9 +500,14 @@ class JsonLinesConverter:
     integer beyond 2**53 in a ``double`` column (it rounds it, where the Python conversion
     refuses), so a batch with any ``double`` at or beyond 2**53 in magnitude is refused too.
 
-    A schema with a list of nulls (``logprobs: [None, None]``) is never read here: for it the
-    reader builds an invalid array (pyarrow 26: the list's offsets run past its null items, and
-    ``combine_chunks`` raises ``ArrowIndexError``), so every batch is converted in Python.
+    A schema with a list of nulls needs one check more. lighteval's ``fewshot_samples`` is ``[]``
+    in every row (``list<null>``), which the reader reads right; but for null items
+    (``logprobs: [None, None]``) it builds an invalid array (pyarrow 26: the list's offsets run
+    past its null items). Arrow's own validation of the read batch catches that (an O(1) check
+    of lengths and offsets per array), and the batch is then converted in Python. A valid array
+    of nulls is exact: its offsets say how many nulls each list holds, and nothing else is in it.
+    Before that check every batch of such a schema was converted in Python, which for
+    lighteval's rows was every batch: 1 x 50,000 took 12-17 s instead of 8.4 s.
     """
 
     def __init__(self, schema: pa.Schema) -> None:
@@ -519,8 +524,6 @@ class JsonLinesConverter:
         self._null_items = any(_has_null_items(field.type) for field in schema)
 
     def convert(self, lines: list[bytes]) -> pa.RecordBatch | None:
-        if self._null_items:
-            return None
         data = b"\n".join(lines)
         read = self._read
         longest = max(map(len, lines), default=0)
@@ -534,6 +537,11 @@ class JsonLinesConverter:
             return None
         if table.num_rows != len(lines):
             return None
+        if self._null_items:
+            try:
+                table.validate()
+            except pa.ArrowInvalid:  # null items in a list of nulls (see above)
+                return None
         columns = [table.column(name).combine_chunks() for name in COLUMNS]
         for path in self._doubles:
             if _beyond_exact_doubles(columns[COLUMNS.index(path[0])], path[1:]):
