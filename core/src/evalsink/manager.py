@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("evalsink")
 
+CATCH_UP_SECONDS = 1.0
+"""How long ``run_finished`` waits for a sink still busy with an earlier call (see ``_caught_up``)."""
+
 _HOOK_NAMES = tuple(name for name in dir(hookspecs) if name.startswith("evalsink_"))
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 80
@@ -111,6 +114,8 @@ class SinkManager:
         self.outcomes: dict[str, SinkOutcome] = {}
         self._timeouts: dict[str, float | None] = {}
         self._threads: dict[str, SinkThread] = {}
+        self._interrupted: set[str] = set()
+        """Sinks left at work when Ctrl-C or SIGTERM cut the wait for them short (see ``_caught_up``)."""
 
     def register(self, name: str, sink: Any, *, required: bool, timeout: float | None = None) -> None:
         try:
@@ -170,11 +175,24 @@ class SinkManager:
             outcome = self.outcomes[name]
             if impl is None or (skip_failed and not outcome.ok):
                 continue
-            if outcome.timed_out:
+            if outcome.timed_out and not self._caught_up(name, hook):
                 logger.warning("sink %r gets no %s: it is still stuck in an earlier hook", name, hook)
                 continue
             arguments = {arg: fresh[arg](name) if arg in fresh else kwargs[arg] for arg in impl.argnames}
             self._call_one(name, hook, impl.function, arguments)
+
+    def _caught_up(self, name: str, hook: str) -> bool:
+        """Whether a sink left at work by Ctrl-C or SIGTERM (which cut the evaluation's wait for it
+        short) has finished that call, so that it can still be told how the run ended.
+
+        Only ``run_finished`` waits, and briefly: an interrupt usually lands while a sink takes a
+        batch, which it finishes in milliseconds; one still busy after :data:`CATCH_UP_SECONDS`
+        is left alone, as the interrupt asked. A sink that overran its ``hook_timeout`` is not
+        waited for again."""
+        thread = self._threads.get(name)
+        if thread is None or name not in self._interrupted:
+            return False
+        return thread.wait_idle(CATCH_UP_SECONDS if hook == "evalsink_run_finished" else 0.0)
 
     def _call_one(
         self, name: str, hook: str, function: Callable[..., Any], arguments: dict[str, Any]
@@ -193,6 +211,8 @@ class SinkManager:
             if not isinstance(exc, Exception):  # Ctrl-C (or exit) while the caller waited or, called
                 # inline, while the sink ran; a sink's own SystemExit arrives as SinkExitError
                 _record_interrupt(outcome, hook, exc, thread)
+                if thread is not None and thread.busy:
+                    self._interrupted.add(name)
                 raise
             self._record_failure(name, hook, exc)
         else:

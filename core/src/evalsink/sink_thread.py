@@ -16,6 +16,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from evalsink.termination import Terminated
+
 
 class HookTimeoutError(TimeoutError):
     """A sink's hook did not return within the sink's ``hook_timeout``."""
@@ -58,9 +60,11 @@ def call_inline(function: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
 
 
 def _may_be_the_users(error: BaseException) -> bool:
-    """Whether ``error`` may be the user's Ctrl-C: a ``KeyboardInterrupt`` on the main thread, the
-    only thread signals reach (anywhere else it can only be the sink's own doing)."""
-    return isinstance(error, KeyboardInterrupt) and threading.current_thread() is threading.main_thread()
+    """Whether ``error`` may be the user's Ctrl-C or a scheduler's SIGTERM
+    (:class:`~evalsink.termination.Terminated`) on the main thread, the only thread signals reach
+    (anywhere else it can only be the sink's own doing)."""
+    signal_like = isinstance(error, (KeyboardInterrupt, Terminated))
+    return signal_like and threading.current_thread() is threading.main_thread()
 
 
 class _Call:
@@ -93,6 +97,11 @@ class SinkThread:
         """Whether the last call handed to the thread is still running (its caller stopped
         waiting: a timeout, or an interrupt such as Ctrl-C)."""
         return self._last is not None and not self._last.done.is_set()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the running call to end; whether the thread is idle."""
+        last = self._last
+        return last is None or last.done.wait(timeout)
 
     def _forget_thread(self) -> None:
         self._calls = queue.SimpleQueue()

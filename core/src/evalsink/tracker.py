@@ -10,7 +10,8 @@
 4. **Results saved** — ``save()`` flushes the last batch, aggregates what the caller did not,
    validates the results model and hands it to the sinks, local ones first.
 5. **Run finished** — always, in a ``finally``: after ``save()``, on leaving ``with`` (status
-   ``failed`` when an exception escapes), or at interpreter exit for a run never saved.
+   ``failed`` when an exception escapes), or at interpreter exit for a run never saved; a SIGTERM
+   becomes an exception for this (:mod:`evalsink.termination`).
 
 A sink's exception is recorded against that sink only (see :mod:`evalsink.manager`); ``save()``
 returns a per-sink :class:`~evalsink.report.SaveReport` and raises only for ``required`` sinks.
@@ -34,7 +35,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from evalsink import jsonsafe
+from evalsink import jsonsafe, termination
 from evalsink.discovery import discover, find_sinks
 from evalsink.errors import EvalsinkError, SinkConfigError
 from evalsink.loggers import (
@@ -292,6 +293,7 @@ class EvaluationTracker:
         _BUILT.add(self)
         if not self.process.is_main:
             _OTHER_RANKS.add(self)
+        termination.hold(self)  # a scheduler's SIGTERM then finishes the run (see termination)
 
     def _shared_run_id(self, run_id: str | None) -> str | None:
         """The run id; with several ranks, one they all share (else each would write its own run)."""
@@ -683,6 +685,16 @@ class EvaluationTracker:
         self._closed = True
         _OPEN.discard(self)
         _OTHER_RANKS.discard(self)
+        termination.release(self)
+        if termination.received() and self.details_logger.spool.path.exists():
+            logger.warning(
+                "run %r was stopped by SIGTERM and finished as failed; its %d logged sample(s) are "
+                "kept for `evalsink recover %s --run-id %s`",
+                self.run_id,
+                len(self.details_logger.spool),
+                self.settings.output_dir,
+                self.run_id,
+            )
 
     def _keep_spool_readable(self, folders: list[Path]) -> None:
         """No details file was written (save_details=False, lighteval's CLI default), yet
@@ -1049,7 +1061,7 @@ def _close_open_runs() -> None:
     for tracker in [t for t in list(_OPEN) if t._pid == here]:
         try:
             if not tracker._finished:
-                tracker.close(EvalsinkError("the process exited before the run was saved"))
+                tracker.close(EvalsinkError(_exit_reason()))
             else:
                 tracker.close()
         except Exception as exc:
@@ -1060,6 +1072,12 @@ def _close_open_runs() -> None:
                 tracker._keep_unsaved_samples()
             except Exception as exc:
                 _log_exit_failure(tracker, "keeping the samples of", exc)
+
+
+def _exit_reason() -> str:
+    if termination.received():
+        return "the process received SIGTERM (the job was stopped) before the run was saved"
+    return "the process exited before the run was saved"
 
 
 def _log_exit_failure(tracker: EvaluationTracker, what: str, exc: Exception) -> None:

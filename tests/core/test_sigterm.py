@@ -1,0 +1,174 @@
+"""SIGTERM (Slurm's time limit, a Kubernetes eviction, torchrun stopping its workers) finishes the
+run as failed, tells every sink, keeps the samples for ``evalsink recover``, and exits with 143.
+
+Children are real interpreters sent real signals; the recorder sink writes its hook calls to a
+file the test reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from evalsink import EvaluationTracker, termination
+from evalsink.recovery import recover_run
+
+TASK = "lighteval|term:test|0"
+
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from evalsink import EvaluationTracker
+
+    output, mode = sys.argv[1], sys.argv[2]
+    if mode == "own-handler":
+        signal.signal(signal.SIGTERM, lambda *_: (print("own handler", flush=True), os._exit(7)))
+    sink_config = {"recorder": {"path": output + "/calls.jsonl"}}
+    sinks = ["local", "recorder"]
+    if mode == "hung-finish":
+        sinks.append("flaky")
+        sink_config["flaky"] = {"fail_in": "run_finished", "hang_seconds": 60}
+    tracker = EvaluationTracker(output, sinks=sinks, run_id="term", flush_every=10, sink_config=sink_config)
+    tracker.general_config_logger.log_model_info(model_name="org/stopped")
+
+    def log(count):
+        for i in range(count):
+            doc = {"query": f"q{i}", "choices": ["A", "B"], "gold_index": 0}
+            tracker.details_logger.log("TASK", doc, {"text": ["A"]}, {"acc": 1.0})
+            tracker.metrics_logger.log("TASK", {"acc": 1.0})
+
+    if mode == "saved":
+        log(25)
+        tracker.save()
+        print("ready", flush=True)
+        time.sleep(60)
+    elif mode == "with":
+        with tracker:
+            log(25)
+            print("ready", flush=True)
+            time.sleep(60)
+    else:
+        log(25)  # 20 flushed, 5 only in memory
+        print("ready", flush=True)
+        time.sleep(60)
+    """
+).replace("TASK", TASK)
+
+
+def stop(
+    tmp_path: Path, mode: str, *, signals: int = 1, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the child until it is ready, send it SIGTERM ``signals`` times, return the finished process."""
+    output = tmp_path / "out"
+    output.mkdir()
+    script = tmp_path / "child.py"
+    script.write_text(CHILD, encoding="utf-8")
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(output), mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGTERM)
+    if signals == 2:
+        calls = output / "calls.jsonl"
+        while "run_finished" not in calls.read_text(encoding="utf-8"):  # the recorder is done:
+            pass  # the flaky sink, hung in run_finished, is next
+        child.send_signal(signal.SIGTERM)
+    stdout, stderr = child.communicate(timeout=60)
+    return subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
+
+
+def finished(tmp_path: Path) -> list[dict[str, Any]]:
+    lines = (tmp_path / "out" / "calls.jsonl").read_text(encoding="utf-8").splitlines()
+    return [call for call in map(json.loads, lines) if call["hook"] == "run_finished"]
+
+
+def recovered_queries(tmp_path: Path) -> list[str]:
+    report = recover_run(tmp_path / "out", "term")
+    assert report.ok, str(report)
+    [path] = (tmp_path / "out").glob("details/**/details_*.parquet")
+    return [row["doc"]["query"] for row in pq.read_table(path).to_pylist()]
+
+
+@pytest.mark.parametrize("mode", ["plain", "with"])
+def test_sigterm_finishes_the_run_as_failed_and_keeps_every_sample(tmp_path: Path, mode: str) -> None:
+    child = stop(tmp_path, mode)
+
+    assert child.returncode == 143, child.stderr
+    [call] = finished(tmp_path)
+    assert call["status"] == "failed"
+    assert "SIGTERM" in call["error"]
+    assert "was stopped by SIGTERM and finished as failed; its 25 logged sample(s) are kept" in child.stderr
+    assert "Traceback" not in child.stderr
+    # the 5 samples logged since the last flush were flushed on the way out, not lost
+    assert recovered_queries(tmp_path) == [f"q{i}" for i in range(25)]
+
+
+def test_a_second_sigterm_kills_at_once(tmp_path: Path) -> None:
+    """A sink hung in run_finished does not make the job unkillable: the scheduler's second
+    SIGTERM ends it as the default would (and SIGKILL would anyway)."""
+    child = stop(tmp_path, "hung-finish", signals=2)
+    assert child.returncode == -signal.SIGTERM
+    assert [call["status"] for call in finished(tmp_path)] == ["failed"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "env", "returncode"),
+    [
+        pytest.param("own-handler", {}, 7, id="the-application-s-own-handler-is-left-alone"),
+        pytest.param("plain", {"EVALSINK_HANDLE_SIGTERM": "0"}, -signal.SIGTERM, id="turned-off"),
+        pytest.param("saved", {}, -signal.SIGTERM, id="after-the-run-is-saved"),
+    ],
+)
+def test_sigterm_is_left_alone(tmp_path: Path, mode: str, env: dict[str, str], returncode: int) -> None:
+    child = stop(tmp_path, mode, env=env)
+    assert child.returncode == returncode, child.stderr
+    statuses = [call["status"] for call in finished(tmp_path)]
+    assert statuses == (["ok"] if mode == "saved" else [])
+
+
+def test_sigterm_inside_a_sink_on_the_main_thread_is_not_taken_for_the_sink_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sink called on the evaluation's thread (``hook_timeout: None``) turns a ``SystemExit``
+    into its own failure; the SIGTERM that lands while it runs must still stop the evaluation."""
+    import evalsink_recorder
+
+    from evalsink import hookimpl
+
+    @hookimpl
+    def evalsink_details_batch(self: Any, run: Any, batch: Any) -> None:
+        signal.raise_signal(signal.SIGTERM)  # the handler raises Terminated here
+
+    monkeypatch.setattr(evalsink_recorder.RecorderSink, "evalsink_details_batch", evalsink_details_batch)
+    monkeypatch.setattr(termination._State, "received", False)
+    tracker = EvaluationTracker(
+        tmp_path / "out",
+        sinks=["local", "recorder"],
+        sink_config={"recorder": {"hook_timeout": None}},
+        flush_every=5,
+    )
+    assert signal.getsignal(signal.SIGTERM) is termination._on_sigterm  # else this test would die
+
+    for i in range(4):
+        tracker.details_logger.log(TASK, {"query": f"q{i}"}, {"text": ["A"]}, {"acc": 1.0})
+    with pytest.raises(termination.Terminated):  # the fifth sample flushes: the sink gets a batch
+        tracker.details_logger.log(TASK, {"query": "q4"}, {"text": ["A"]}, {"acc": 1.0})
+    tracker.close(termination.Terminated())
+
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the closed run gave it back
+    recorder = tracker.sink_outcomes["recorder"]
+    assert recorder.errors == ["evalsink_details_batch: interrupted (Terminated) while the sink was working"]
