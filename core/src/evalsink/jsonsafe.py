@@ -635,7 +635,27 @@ def _count_list(items: list[Any] | tuple[Any, ...]) -> int:
         else:
             if type(total) is int or (type(total) is float and math.isfinite(total)):
                 return 0
+    elif first.__module__ == "numpy":
+        counted = _count_numpy_list(items)
+        if counted is not None:
+            return counted
     return sum(count_nonfinite(item) for item in items if type(item) not in _ATOMS)
+
+
+def _count_numpy_list(items: list[Any] | tuple[Any, ...]) -> int | None:
+    """A list of numpy values (``list(array)`` gives numpy scalars) counted as one array: 100
+    ``float32`` scalars took ~80 µs one by one, ~5 µs so. None (walk them) when they make no
+    array of numbers or times: ragged, or mixed with text or objects, whose NaN a text array
+    would hide."""
+    import numpy as np
+
+    try:
+        array = np.asarray(items)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if array.dtype.kind not in "biufcMm":
+        return None
+    return _count_numpy_nonfinite(array)
 
 
 def count_nonfinite(value: Any) -> int:
