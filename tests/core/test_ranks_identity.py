@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import evalsink.shards
-from evalsink import EvaluationTracker
+from evalsink import EvaluationTracker, none_metrics
 from evalsink.errors import EvalsinkError
 from evalsink.manifest import RunManifest, RunState, manifest_path, read_manifest, write_manifest
 
@@ -63,6 +63,13 @@ def new_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[NewProcess]:
 
     yield switch
     getattr(evalsink.shards, "_sequences", {}).clear()
+
+
+@pytest.fixture
+def single_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trackers built next belong to a process launched alone (no launcher's variables)."""
+    for key in _LAUNCHER_KEYS:
+        monkeypatch.delenv(key, raising=False)
 
 
 def log(tracker: EvaluationTracker, queries: list[str], acc: float = 1.0, task: str = TASK) -> None:
@@ -268,11 +275,8 @@ def test_a_nan_metric_of_another_rank_makes_the_mean_nan(tmp_path: Path, new_pro
     assert f"details of {TASK!r}: 1 NaN/inf value(s) written as null" in report.warnings
 
 
-def test_a_nan_metric_logged_before_a_resume_makes_the_mean_nan(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for key in _LAUNCHER_KEYS:
-        monkeypatch.delenv(key, raising=False)
+@pytest.mark.usefixtures("single_process")
+def test_a_nan_metric_logged_before_a_resume_makes_the_mean_nan(tmp_path: Path) -> None:
     crashed = EvaluationTracker(tmp_path, sinks=["local"], run_id="nan-resume", flush_every=1)
     log(crashed, ["q0"], acc=math.nan)
     crashed.close(RuntimeError("killed"))  # its spool and manifest stay, as after a crash
@@ -282,6 +286,66 @@ def test_a_nan_metric_logged_before_a_resume_makes_the_mean_nan(
     assert math.isnan(resumed.metrics_logger.metric_aggregated[TASK]["acc"])
     # the NaN logged before the crash is still reported, beside the inf logged after it
     assert f"details of {TASK!r}: 2 NaN/inf value(s) written as null" in report.warnings
+
+
+def _log_values(tracker: EvaluationTracker, values: list[float | None], first: int = 0) -> None:
+    for i, value in enumerate(values, start=first):
+        tracker.details_logger.log(TASK, {"query": f"q{i}"}, {"text": ["a"]}, {"acc": value, "em": 1.0})
+        tracker.metrics_logger.log(TASK, {"acc": value, "em": 1.0})
+
+
+def test_a_none_metric_of_another_rank_is_left_out_of_the_mean(
+    tmp_path: Path, new_process: NewProcess
+) -> None:
+    """None and NaN are both null in a spool: rank 1's None (left out of the mean in one process)
+    became NaN when rank 0 merged it, and the mean NaN. Its manifest now says which was None."""
+    new_process(1)
+    rank1 = EvaluationTracker(tmp_path, sinks=["local"], run_id="none", flush_every=2)
+    rank1.general_config_logger.log_model_info(model_name="org/m")
+    _log_values(rank1, [None, 0.0, None, None, 1.0], first=1)
+    rank1.save()
+    new_process(0)
+    rank0 = EvaluationTracker(tmp_path, sinks=["local"], run_id="none", merge_timeout=5)
+    rank0.general_config_logger.log_model_info(model_name="org/m")
+    _log_values(rank0, [1.0])
+    rank0.save()
+
+    assert saved_results(tmp_path)[0]["results"][TASK]["acc"] == pytest.approx(2 / 3)  # 1, 0 and 1
+    assert saved_results(tmp_path)[0]["results"][TASK]["em"] == 1.0
+    assert len(saved_queries(tmp_path)) == 6  # every sample, None or not, is in the details
+
+
+@pytest.mark.usefixtures("single_process")
+def test_a_none_metric_logged_before_a_resume_stays_none(tmp_path: Path) -> None:
+    crashed = EvaluationTracker(tmp_path, sinks=["local"], run_id="none-resume", flush_every=1)
+    crashed.general_config_logger.log_model_info(model_name="org/m")
+    _log_values(crashed, [None, 1.0])
+    crashed.close(RuntimeError("killed"))  # its spool and manifest stay, as after a crash
+
+    resumed = EvaluationTracker(tmp_path, sinks=["local"], run_id="none-resume", resume=True, flush_every=1)
+    _log_values(resumed, [0.0, None], first=2)
+    resumed.close(RuntimeError("killed again"))  # the resumed run's manifest keeps both Nones
+
+    again = EvaluationTracker(tmp_path, sinks=["local"], run_id="none-resume", resume=True)
+    again.save()
+    assert saved_results(tmp_path)[0]["results"][TASK]["acc"] == pytest.approx(0.5)  # 1 and 0
+
+
+def test_none_positions_outside_the_spool_are_dropped() -> None:
+    """A sample lost unflushed in a crash: the resumed run logs its next sample at that position."""
+    positions = {"t": {"acc": [0, 2, 5, 9], "em": [7, 8]}, "u": {"acc": [0, 1]}}
+    assert none_metrics.below(positions, {"t": 6, "u": 1}) == {
+        "t": {"acc": [0, 2, 5, 6]},
+        "u": {"acc": [0, 1]},
+    }
+    assert none_metrics.names_at(positions, "t", 1) == {"acc"}
+    assert none_metrics.names_at(positions, "t", 2) == set()
+    assert none_metrics.names_at(positions, "t", 7) == {"acc", "em"}
+    assert none_metrics.names_at(positions, "v", 0) == set()
+    grown: none_metrics.Positions = {}
+    for index in (0, 1, 2, 4):
+        none_metrics.add(grown, "t", index, ["acc"])
+    assert grown == {"t": {"acc": [0, 3, 4, 5]}}
 
 
 # -- fix 5: a rank > 0 marks its shard done at save(), also inside a with block ---------------

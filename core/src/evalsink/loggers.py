@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 import xxhash
 
-from evalsink import jsonsafe
+from evalsink import jsonsafe, none_metrics
 from evalsink.errors import EncodeError, EvalsinkError
 from evalsink.run import DetailsBatch
 from evalsink.spool import DetailSpool
@@ -338,6 +338,8 @@ class DetailsLogger:
         """Reads a task's saved details; set by the tracker when it removes the spool of a saved run."""
         self._hashes: dict[str, _TaskHashes] = {}
         self.nonfinite: dict[str, int] = defaultdict(int)
+        self.none_metrics: none_metrics.Positions = {}
+        """Which spooled samples had a metric logged as None (:mod:`evalsink.none_metrics`)."""
         self.compiled_hashes: dict[str, CompiledHash] = {}
         self.compiled_details: dict[str, CompiledDetail] = {}
         self.compiled_details_over_all_tasks = CompiledDetailOverAllTasks()
@@ -364,14 +366,21 @@ class DetailsLogger:
         if bad:
             self.nonfinite[task_name] += bad
         self._hash(task_name, doc, model_response)
-        batch = self.spool.append(task_name, line)
-        if batch is not None and self.on_batch is not None:
-            self.on_batch(batch)
+        self._append(task_name, line, _none_names(metrics))
 
-    def merge(self, task_name: str, line: bytes, record: Mapping[str, Any]) -> None:
-        """Take a sample spooled by another rank: into this spool, the hashes and the sinks' batches."""
+    def merge(self, task_name: str, line: bytes, record: Mapping[str, Any], nones: set[str]) -> None:
+        """Take a sample spooled by another rank: into this spool, the hashes and the sinks' batches;
+        ``nones``: its metrics that were logged as None (its spool holds them as null)."""
         self._hash(task_name, record.get("doc"), record.get("model_response"))
-        batch = self.spool.append(task_name, line)
+        self._append(task_name, line, sorted(nones))
+
+    def _append(self, task_name: str, line: bytes, nones: list[str]) -> None:
+        index = self.spool.count(task_name)
+        try:
+            batch = self.spool.append(task_name, line)
+        finally:
+            if nones and self.spool.count(task_name) > index:  # kept, even by a failed flush
+                none_metrics.add(self.none_metrics, task_name, index, nones)
         if batch is not None and self.on_batch is not None:
             self.on_batch(batch)
 
@@ -433,6 +442,14 @@ class DetailsLogger:
                 for kind in HASH_KINDS
             }
         self.compiled_details_over_all_tasks = total
+
+
+def _none_names(metrics: Any) -> list[str]:
+    """The names of the metrics logged as None (as the spool's JSON keys spell them)."""
+    if not isinstance(metrics, Mapping) or not any(value is None for value in metrics.values()):
+        return []
+    names = [name for name, value in metrics.items() if value is None]
+    return [name if isinstance(name, str) else jsonsafe.json_key(name) for name in names]
 
 
 def _is_number(value: Any) -> bool:

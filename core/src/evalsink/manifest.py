@@ -75,6 +75,9 @@ class RunManifest:
     nonfinite: dict[str, int] = field(default_factory=dict)
     """Per task, the NaN/±inf values its spooled samples hold as null (a null in the spool cannot
     tell them from None): a resumed, recovered or merged run still reports them."""
+    none_metrics: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    """Per task and metric, the spooled samples whose value was None, not NaN (the spool holds
+    both as null): ``[start, stop, ...]`` ranges of positions (see :mod:`evalsink.none_metrics`)."""
     format: int = FORMAT
 
     def to_json(self) -> bytes:

@@ -30,12 +30,13 @@ import re
 import sys
 import uuid
 import weakref
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from evalsink import jsonsafe, termination
+from evalsink import jsonsafe, none_metrics, termination
 from evalsink.discovery import discover, find_sinks
 from evalsink.errors import EvalsinkError, SinkConfigError
 from evalsink.loggers import (
@@ -415,10 +416,18 @@ class EvaluationTracker:
             self.versions_logger.versions.update(manifest.versions)
             self.task_config_logger.tasks_configs.update(manifest.config_tasks)
             _add_counts(self.details_logger.nonfinite, manifest.nonfinite)
+        counts = {task: spool.count(task) for task in spool.tasks()}
+        # the same spool, the same positions: those of samples lost unflushed are dropped
+        nones = self.details_logger.none_metrics = none_metrics.below(
+            manifest.none_metrics if manifest is not None else {}, counts
+        )
+        seen: dict[str, int] = defaultdict(int)
         for batch in spool.flushed_batches(spool.flush_every):
             for task, record in zip(batch.task_names, batch.records(), strict=True):
                 self.details_logger.replay(task, record)
-                self.metrics_logger.log(task, _spooled_metrics(record))
+                names = none_metrics.names_at(nones, task, seen[task])
+                seen[task] += 1
+                self.metrics_logger.log(task, _spooled_metrics(record, names))
             self._replay.append(batch)
         self.recovery = {
             "resumed_run_id": self.run_id,
@@ -461,6 +470,7 @@ class EvaluationTracker:
         manifest.versions = jsonsafe.to_jsonable(self.versions_logger.versions)
         manifest.config_tasks = self.task_config_logger.to_dict()
         manifest.nonfinite = dict(self.details_logger.nonfinite)
+        manifest.none_metrics = self.details_logger.none_metrics
         if self.run.date_id is not None:  # a resumed run keeps the date id its first save chose
             manifest.date_id = self.run.date_id
         snapshot = dataclasses.replace(manifest, updated_at=0.0).to_json()
@@ -595,12 +605,15 @@ class EvaluationTracker:
             merged = 0
             if spool_path.exists():
                 shard = DetailSpool.reopen(spool_path, fsync=False)
+                seen: dict[str, int] = defaultdict(int)
                 for batch in shard.flushed_batches(1000):
                     for task, line, record in zip(
                         batch.task_names, batch.lines(), batch.records(), strict=True
                     ):
-                        self.details_logger.merge(task, line, record)
-                        self.metrics_logger.log(task, _spooled_metrics(record))
+                        names = none_metrics.names_at(manifest.none_metrics, task, seen[task])
+                        seen[task] += 1
+                        self.details_logger.merge(task, line, record, names)
+                        self.metrics_logger.log(task, _spooled_metrics(record, names))
                         merged += 1
                 shard.close()
             if merged != manifest.samples:
@@ -1000,18 +1013,22 @@ def _add_counts(counts: dict[str, int], more: Mapping[str, Any]) -> None:
             counts[task] += count
 
 
-def _spooled_metrics(record: Mapping[str, Any]) -> dict[str, Any]:
+def _spooled_metrics(record: Mapping[str, Any], nones: set[str]) -> dict[str, Any]:
     """A sample's ``metric`` values as they were logged, read back from a spool (another rank's,
     or a resumed run's).
 
-    JSON has no NaN or inf: the spool holds them as null. A null metric value is almost always
-    such a number (a value that is really None is rare), so it becomes NaN again, and the mean is
-    NaN as in a single process, instead of the value being left out of it.
+    JSON has no NaN or inf: the spool holds them, and None, as null. ``nones`` (from the spool's
+    manifest, :mod:`evalsink.none_metrics`) says which were None, left out of the mean as in one
+    process; every other null becomes NaN again, and the mean is NaN as in one process.
     """
     metrics = record.get("metric")
     if not isinstance(metrics, Mapping):
         return {}
-    return {name: math.nan if value is None else value for name, value in metrics.items()}
+    spooled = dict(metrics)
+    for name, value in metrics.items():
+        if value is None and name not in nones:
+            spooled[name] = math.nan
+    return spooled
 
 
 def _hub_missing(error: ModuleNotFoundError, method: str) -> None:
