@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from core_helpers import run_cli
 
+import evalsink.shards
 from evalsink import EvaluationTracker
 from evalsink.errors import EvalsinkError
-from evalsink.manifest import RunManifest, RunState
+from evalsink.manifest import RunManifest, RunState, manifest_path, read_manifest, write_manifest
 from evalsink.recovery import (
     RecoveryError,
     RunOnDisk,
@@ -40,6 +42,7 @@ def finish_shard(output: Path, run_id: str, rank: int, world: int, monkeypatch: 
     with monkeypatch.context() as env:
         env.setenv("RANK", str(rank))
         env.setenv("WORLD_SIZE", str(world))
+        evalsink.shards._sequences.clear()  # each rank is a process of its own
         tracker = EvaluationTracker(output, sinks=["local"], run_id=run_id, flush_every=2)
         log_samples(tracker, range(rank, 10, world))
         tracker.save()
@@ -63,6 +66,7 @@ def fail_rank_0(output: Path, run_id: str, world: int, monkeypatch: pytest.Monke
     with monkeypatch.context() as env:
         env.setenv("RANK", "0")
         env.setenv("WORLD_SIZE", str(world))
+        evalsink.shards._sequences.clear()  # each rank is a process of its own
         fail_run(output, run_id)
 
 
@@ -94,17 +98,96 @@ def test_a_run_whose_rank_0_left_no_spool_is_recovered_not_called_saved(
     assert find_runs(tmp_path) == []
 
 
-def test_a_run_of_several_spools_is_reported_and_the_others_are_recovered(
+def test_the_ranks_of_a_run_whose_rank_0_failed_are_recovered_together(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fail_rank_0(tmp_path, "ddp", world=2, monkeypatch=monkeypatch)
-    finish_shard(tmp_path, "ddp", rank=1, world=2, monkeypatch=monkeypatch)
-    ddp = next(run for run in find_runs(tmp_path) if run.run_id == "ddp")
-    assert not ddp.recoverable
-    with pytest.raises(
-        EvalsinkError, match=r"has 2 spools .* cannot merge several, so all are left in place"
-    ):
-        recover_run(tmp_path, "ddp")
+    """Rank 0 stopped before merging the other ranks: `evalsink recover` resumes its spool and
+    merges theirs into it (it used to refuse a run of several spools, leaving the user to pick
+    one spool and lose the others' samples)."""
+    fail_rank_0(tmp_path, "ddp", world=3, monkeypatch=monkeypatch)  # samples 0, 2, 4, 6, 8
+    finish_shard(tmp_path, "ddp", rank=1, world=3, monkeypatch=monkeypatch)  # 1, 4, 7
+    finish_shard(tmp_path, "ddp", rank=2, world=3, monkeypatch=monkeypatch)  # 2, 5, 8
+    [ddp] = find_runs(tmp_path)
+    assert why_not_recoverable(ddp) is None
+    listed = run_cli("recover", str(tmp_path), "--list")
+    assert listed.stdout.strip() == "ddp: failed; recoverable, 3 ranks' spools merged", listed.stdout
+
+    done = run_cli("recover", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    [results] = results_files(tmp_path)
+    assert results["evalsink_recovery"] == {
+        "partial": True,
+        "resumed_run_id": "ddp",
+        "samples_recovered": 11,
+        "corrupt_lines_skipped": 0,
+        "manifest_found": True,
+        "ranks_merged": 3,
+    }
+    [details] = tmp_path.glob("details/**/*.parquet")
+    queries = [row["doc"]["query"] for row in pq.read_table(details).to_pylist()]
+    assert sorted(queries) == sorted(f"q{i}" for i in [*range(0, 10, 2), *range(1, 10, 3), *range(2, 10, 3)])
+    assert find_runs(tmp_path) == []  # every rank's spool is gone once the run is saved
+
+
+def test_a_run_whose_rank_0_left_no_spool_is_recovered_from_the_other_ranks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finish_shard(tmp_path, "r0gone", rank=1, world=3, monkeypatch=monkeypatch)  # 1, 4, 7
+    finish_shard(tmp_path, "r0gone", rank=2, world=3, monkeypatch=monkeypatch)  # 2, 5, 8
+    assert recover_run(tmp_path, "r0gone").ok
+    [results] = results_files(tmp_path)
+    assert results["evalsink_recovery"]["ranks_merged"] == 2
+    assert results["evalsink_recovery"]["samples_recovered"] == 6
+    assert find_runs(tmp_path) == []
+
+
+def test_a_run_whose_rank_0_had_merged_is_recovered_from_rank_0_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finish_shard(tmp_path, "merged", rank=1, world=2, monkeypatch=monkeypatch)
+    with monkeypatch.context() as env:
+        env.setenv("RANK", "0")
+        env.setenv("WORLD_SIZE", "2")
+        evalsink.shards._sequences.clear()
+        rank0 = EvaluationTracker(
+            tmp_path,
+            sinks=["local", "flaky"],
+            run_id="merged",
+            flush_every=2,
+            sink_config={"flaky": {"fail_in": "results_saved", "required": True}},
+        )
+        log_samples(rank0, range(0, 10, 2))
+        with pytest.raises(EvalsinkError, match="required sink 'flaky' failed"):
+            rank0.save()  # merged rank 1, wrote the local files, then failed: both spools stay
+    # as if rank 0 had been killed after merging, before the local files: its manifest had a date id
+    for results in tmp_path.glob("results/**/*.json"):
+        results.unlink()
+    main = manifest_path(rank0.details_logger.spool.path)
+    killed = read_manifest(main)
+    assert killed is not None
+    assert killed.date_id is not None
+    killed.state = RunState.FAILED
+    write_manifest(main, killed)
+    [run] = find_runs(tmp_path)
+    assert len(run.spools) == 2
+    assert why_not_recoverable(run) is None
+
+    assert recover_run(tmp_path, "merged").ok
+    [results] = results_files(tmp_path)
+    assert results["evalsink_recovery"]["partial"] is False
+    assert results["evalsink_recovery"]["samples_recovered"] == 10  # rank 0's spool: both ranks, once
+    assert find_runs(tmp_path) == []
+
+
+def test_spools_of_several_attempts_are_reported_and_the_others_are_recovered(tmp_path: Path) -> None:
+    """Two one-process attempts sharing a run id each hold samples of their own: merging could
+    repeat samples, picking one loses the other's. Such a run is refused, saying what to do."""
+    fail_run(tmp_path, "twice")
+    fail_run(tmp_path, "twice")
+    twice = next(run for run in find_runs(tmp_path) if run.run_id == "twice")
+    assert not twice.recoverable
+    with pytest.raises(EvalsinkError, match=r"has 2 spools .* cannot merge them, so all are left in place"):
+        recover_run(tmp_path, "twice")
 
     fail_run(tmp_path, "single")
     with pytest.raises(
@@ -113,19 +196,18 @@ def test_a_run_of_several_spools_is_reported_and_the_others_are_recovered(
         recover_all(tmp_path)
     assert list(raised.value.reports) == ["single"]
     assert raised.value.reports["single"].ok
-    assert list(raised.value.failures) == ["ddp"]
-    assert "resum" not in raised.value.failures["ddp"]
-    assert [run.run_id for run in find_runs(tmp_path)] == ["ddp"]  # its samples are still on disk
+    assert list(raised.value.failures) == ["twice"]
+    assert "To save the samples of one of them" in raised.value.failures["twice"]
+    assert [run.run_id for run in find_runs(tmp_path)] == ["twice"]  # its samples are still on disk
 
     fail_run(tmp_path, "single2")
     listed = run_cli("recover", str(tmp_path), "--list")
-    assert listed.stdout.splitlines()[0].startswith("ddp: not recoverable: run 'ddp' has 2 spools")
+    assert listed.stdout.splitlines()[0].startswith("twice: not recoverable: run 'twice' has 2 spools")
     done = run_cli("recover", str(tmp_path))
     assert done.returncode == 1, done.stderr
     assert "run single2 (" in done.stdout
-    assert "not recovered: run 'ddp' has 2 spools" in done.stdout
-    assert find_runs(tmp_path)[0].run_id == "ddp"
-    assert len(find_runs(tmp_path)) == 1
+    assert "not recovered: run 'twice' has 2 spools" in done.stdout
+    assert [run.run_id for run in find_runs(tmp_path)] == ["twice"]
 
 
 def test_a_missing_run_of_a_url_output_names_the_spool_folder(tmp_path: Path) -> None:
@@ -142,23 +224,33 @@ def test_a_missing_run_of_a_url_output_names_the_spool_folder(tmp_path: Path) ->
     )
 
 
-def test_only_a_rank_0_that_had_merged_its_shards_is_said_to_hold_every_sample(tmp_path: Path) -> None:
-    """Two attempts of a one-process run sharing an id each hold their own samples: moving one
-    away would lose them, so that advice is only for a rank 0 whose save() had merged its shards."""
+def test_only_the_ranks_of_one_launch_are_merged(tmp_path: Path) -> None:
+    """Ranks of another launch (a requeued job), two rank 1s, or a spool without a manifest are
+    not one launch's ranks: merging them could repeat or mix samples."""
 
-    def run_of(*manifests: RunManifest) -> RunOnDisk:
+    def run_of(*manifests: RunManifest | None) -> RunOnDisk:
         spools = [tmp_path / f"details-{i}.jsonl" for i in range(len(manifests))]
         return RunOnDisk("r", tmp_path, spools, list(manifests))
 
-    merged = run_of(
-        RunManifest("r", "details-0.jsonl", RunState.FAILED, date_id="d", rank=0, world_size=2),
-        RunManifest("r", "details-1.jsonl", RunState.SHARD_DONE, rank=1, world_size=2),
-    )
+    def rank(number: int, launch: str = "a", state: RunState = RunState.SHARD_DONE) -> RunManifest:
+        return RunManifest(
+            "r", f"details-{number}.jsonl", state, rank=number, world_size=3, launch={"job": launch}
+        )
+
+    rank_0 = rank(0, state=RunState.FAILED)
+    assert why_not_recoverable(run_of(rank_0, rank(1), rank(2))) is None
+    assert why_not_recoverable(run_of(rank_0, rank(1))) is None  # rank 2 left no spool
+    assert why_not_recoverable(run_of(rank(1), rank(2))) is None  # rank 0 left none
+    for odd in (
+        [rank_0, rank(1, launch="b")],
+        [rank_0, rank(1), rank(1)],
+        [rank_0, None],
+    ):
+        assert "To save the samples of one of them" in (why_not_recoverable(run_of(*odd)) or "")
     attempts = run_of(
         RunManifest("r", "details-0.jsonl", RunState.SAVED, date_id="d"),
         RunManifest("r", "details-1.jsonl", RunState.FAILED),
     )
-    assert "already holds every rank's samples" in (why_not_recoverable(merged) or "")
     assert "To save the samples of one of them" in (why_not_recoverable(attempts) or "")
 
 

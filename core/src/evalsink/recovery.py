@@ -103,7 +103,7 @@ def why_not_recoverable(run: RunOnDisk) -> str | None:
             f"run {run.run_id!r} was saved (a sink failed after the local files were written): "
             "re-push it with `evalsink push` instead of recovering it"
         )
-    if len(run.spools) > 1:
+    if len(run.spools) > 1 and ranks_of_one_launch(run) is None:
         return _several_spools(run)
     return None
 
@@ -117,54 +117,56 @@ def left_alone(run: RunOnDisk) -> bool:
 
 
 def _several_spools(run: RunOnDisk) -> str:
-    """What to do with a run of several spools, which a recovery (a resume of one spool) cannot merge.
-
-    When rank 0's save() had begun (its manifest has a date id) its spool already holds every
-    rank's samples, merged: the others only need moving away. Otherwise each spool holds some of
-    the samples; the safe advice recovers one, never a concatenation that could repeat samples.
-    """
+    """What to do with a run of several spools that are not the ranks of one launch (two attempts
+    sharing a run id, say), which a recovery cannot merge: the safe advice recovers one, never a
+    concatenation that could repeat samples."""
     names = ", ".join(path.name for path in run.spools)
-    head = (
-        f"run {run.run_id!r} has {len(run.spools)} spools in {run.folder} ({names}), written by "
-        "several trackers (ranks, or runs sharing its id); `evalsink recover` saves a run from one "
-        "spool and cannot merge several, so all are left in place"
-    )
-    merged = _merged_rank_0(run)
-    if merged is not None:
-        return (
-            f"{head}. Rank 0's {merged.name} already holds every rank's samples (its save() had "
-            "merged them): move the other spools and their .meta.json files out of that folder, "
-            "then recover the run again"
-        )
     return (
-        f"{head}. To save the samples of one of them, move the others and their .meta.json files "
-        "out of that folder, then recover the run again; or evaluate again"
+        f"run {run.run_id!r} has {len(run.spools)} spools in {run.folder} ({names}), written by "
+        "several trackers that are not the ranks of one launch (runs sharing its id, or spools "
+        "without a manifest); `evalsink recover` cannot merge them, so all are left in place. To "
+        "save the samples of one of them, move the others and their .meta.json files out of that "
+        "folder, then recover the run again; or evaluate again"
     )
 
 
-def _merged_rank_0(run: RunOnDisk) -> Path | None:
-    """Rank 0's spool, if its save() had begun (so had merged the other ranks) and every other
-    spool is a shard of the same launch; None otherwise.
+@dataclass
+class RankSpools:
+    """The spools of one launch of several ranks: the lowest rank's (rank 0's, unless it stopped
+    before its first flush), which a recovery resumes, and the others', merged into it unless
+    rank 0's save() had merged them already."""
+
+    base: Path
+    others: list[RunManifest]
+    merged: bool
+    """Rank 0's save() had begun (its manifest has a date id): it had merged every other rank."""
+
+
+def ranks_of_one_launch(run: RunOnDisk) -> RankSpools | None:
+    """The run's spools as the ranks of one launch, or None when they are not: every spool has a
+    manifest, and they are distinct ranks of the same launch and evaluation (world size,
+    launcher identity, sequence).
 
     A one-process run with a date id is not enough: two attempts sharing a run id each leave a
     spool with their own samples, and neither holds the other's.
     """
-    spools = dict(zip(run.spools, run.manifests, strict=True))
-    main = next(
-        (spool for spool, m in spools.items() if m is not None and m.rank == 0 and m.world_size > 1),
-        None,
-    )
-    manifest = spools.get(main) if main is not None else None
-    if main is None or manifest is None or manifest.date_id is None:
+    if any(m is None for m in run.manifests):
         return None
-    others = [m for spool, m in spools.items() if spool != main]
-    same_launch = all(
-        m is not None
-        and m.rank > 0
-        and (m.world_size, m.launch, m.sequence) == (manifest.world_size, manifest.launch, manifest.sequence)
-        for m in others
+    ranked = sorted(
+        ((m.rank, spool, m) for spool, m in zip(run.spools, run.manifests, strict=True) if m is not None),
+        key=lambda item: item[0],
     )
-    return main if same_launch else None
+    _, base, first = ranked[0]
+    one_launch = len({rank for rank, _, _ in ranked}) == len(ranked) and all(
+        m.world_size > 1
+        and 0 <= rank < m.world_size
+        and (m.world_size, m.launch, m.sequence) == (first.world_size, first.launch, first.sequence)
+        for rank, _, m in ranked
+    )
+    if not one_launch:
+        return None
+    merged = first.rank == 0 and first.date_id is not None
+    return RankSpools(base, [m for _, _, m in ranked[1:]], merged=merged)
 
 
 def missing_run_error(output_dir: str | Path, run_ids: Sequence[str]) -> EvalsinkError:
@@ -274,7 +276,7 @@ def recover_run(
     published again under that file's date id, with that file's results.
     """
     from evalsink.models import EvaluationResults  # pydantic: imported when a run is recovered
-    from evalsink.tracker import EvaluationTracker
+    from evalsink.tracker import RESUME_SPOOL, EvaluationTracker
 
     _check_sinks(sinks)
     run = next((found for found in find_runs(output_dir) if found.run_id == run_id), None)
@@ -283,20 +285,35 @@ def recover_run(
     why_not = why_not_recoverable(run)
     if why_not is not None:
         raise EvalsinkError(why_not)
+    ranks = ranks_of_one_launch(run) if len(run.spools) > 1 else None
     manifest = next((m for m in run.manifests if m is not None), None)
+    if ranks is not None:  # the lowest rank resumed, the others merged into it
+        manifest = run.manifests[run.spools.index(ranks.base)]
     settings = manifest.settings if manifest is not None else {}
-    tracker = EvaluationTracker(
-        output_dir,
-        results_path_template=settings.get("results_path_template"),
-        save_details=bool(settings.get("save_details", True)),
-        sinks=list(sinks),
-        sink_config=_as_the_run_had_them(sinks, sink_config, manifest),
-        run_id=run_id,
-        resume=True,
-    )
+    chosen = RESUME_SPOOL.set(ranks.base if ranks is not None else None)
+    try:
+        tracker = EvaluationTracker(
+            output_dir,
+            results_path_template=settings.get("results_path_template"),
+            save_details=bool(settings.get("save_details", True)),
+            sinks=list(sinks),
+            sink_config=_as_the_run_had_them(sinks, sink_config, manifest),
+            run_id=run_id,
+            resume=True,
+        )
+    finally:
+        RESUME_SPOOL.reset(chosen)
     assert tracker.recovery is not None
     # a run whose save() began (its manifest has a date id) had flushed every sample: it is whole
     tracker.recovery["partial"] = not all(m is not None and m.date_id is not None for m in run.manifests)
+    if ranks is not None:
+        if ranks.merged:  # rank 0's spool holds theirs: they are deleted once it is saved
+            tracker.drop_after_save([run.folder / other.spool for other in ranks.others])
+        else:
+            tracker.merge_rank_spools(ranks.others)
+        tracker.recovery["partial"] = not ranks.merged  # else rank 0 stopped before its save() began
+        tracker.recovery["ranks_merged"] = 1 + len(ranks.others)
+        tracker.recovery["samples_recovered"] = len(tracker.details_logger.spool)
     published = _published_results(OutputDir(output_dir), manifest)
     if published is None:
         return tracker.save()

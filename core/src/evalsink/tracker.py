@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import contextvars
 import dataclasses
 import itertools
 import logging
@@ -360,7 +361,8 @@ class EvaluationTracker:
     def _reopen_spool(self, **options: Any) -> DetailSpool:
         """The spool of the run being resumed; the run must be one spool, not in use by a live process."""
         folder = self._run_folder()
-        spools = sorted(folder.glob("details-*.jsonl"))
+        chosen = RESUME_SPOOL.get()
+        spools = [chosen] if chosen is not None else sorted(folder.glob("details-*.jsonl"))
         if not spools:
             raise EvalsinkError(f"no run {self.run_id!r} to resume: no details spool in {folder}")
         if len(spools) > 1:
@@ -601,33 +603,50 @@ class EvaluationTracker:
         )
         shards = wait_for_shards(self._run_folder(), self.process.world_size, self.merge_timeout, evaluation)
         for manifest in shards:
-            spool_path = self._run_folder() / manifest.spool
-            merged = 0
-            if spool_path.exists():
-                shard = DetailSpool.reopen(spool_path, fsync=False)
-                seen: dict[str, int] = defaultdict(int)
-                for batch in shard.flushed_batches(1000):
-                    for task, line, record in zip(
-                        batch.task_names, batch.lines(), batch.records(), strict=True
-                    ):
-                        names = none_metrics.names_at(manifest.none_metrics, task, seen[task])
-                        seen[task] += 1
-                        self.details_logger.merge(task, line, record, names)
-                        self.metrics_logger.log(task, _spooled_metrics(record, names))
-                        merged += 1
-                shard.close()
-            if merged != manifest.samples:
-                raise EvalsinkError(
-                    f"rank {manifest.rank}'s spool {spool_path} holds {merged} samples, "
-                    f"its manifest says {manifest.samples}"
-                )
-            _add_counts(self.details_logger.nonfinite, manifest.nonfinite)
-            for task, version in manifest.versions.items():
-                self.versions_logger.versions.setdefault(task, version)
-            for task, config in manifest.config_tasks.items():
-                self.task_config_logger.tasks_configs.setdefault(task, config)
-            self._merged += [spool_path, manifest_path(spool_path)]
+            self._merge_spool(manifest, whole=True)
         self.details_logger.flush()
+
+    def merge_rank_spools(self, manifests: Sequence[RunManifest]) -> None:
+        """Take other ranks' spools into this resumed run (``evalsink recover`` of a run whose rank
+        0 stopped before merging them): whatever each holds, finished shard or not. Like merged
+        shards, they are deleted once the run is saved."""
+        for manifest in manifests:
+            self._merge_spool(manifest, whole=manifest.state is RunState.SHARD_DONE)
+        self.details_logger.flush()
+
+    def drop_after_save(self, spools: Sequence[Path]) -> None:
+        """Spools (with their manifests) to delete with this run's own once it is saved: other
+        ranks' that this run's spool already holds, merged by an earlier ``save()``."""
+        for spool in spools:
+            self._merged += [spool, manifest_path(spool)]
+
+    def _merge_spool(self, manifest: RunManifest, *, whole: bool) -> None:
+        """One other rank's samples, as if logged here; ``whole``: its manifest's sample count is
+        final (a finished shard), and a spool holding another count is an error."""
+        spool_path = self._run_folder() / manifest.spool
+        merged = 0
+        if spool_path.exists():
+            shard = DetailSpool.reopen(spool_path, fsync=False)
+            seen: dict[str, int] = defaultdict(int)
+            for batch in shard.flushed_batches(1000):
+                for task, line, record in zip(batch.task_names, batch.lines(), batch.records(), strict=True):
+                    names = none_metrics.names_at(manifest.none_metrics, task, seen[task])
+                    seen[task] += 1
+                    self.details_logger.merge(task, line, record, names)
+                    self.metrics_logger.log(task, _spooled_metrics(record, names))
+                    merged += 1
+            shard.close()
+        if whole and merged != manifest.samples:
+            raise EvalsinkError(
+                f"rank {manifest.rank}'s spool {spool_path} holds {merged} samples, "
+                f"its manifest says {manifest.samples}"
+            )
+        _add_counts(self.details_logger.nonfinite, manifest.nonfinite)
+        for task, version in manifest.versions.items():
+            self.versions_logger.versions.setdefault(task, version)
+        for task, config in manifest.config_tasks.items():
+            self.task_config_logger.tasks_configs.setdefault(task, config)
+        self._merged += [spool_path, manifest_path(spool_path)]
 
     def _required_failed(self) -> bool:
         return any(o.required and not o.ok for o in self._manager.outcomes.values())
@@ -1039,6 +1058,10 @@ def _hub_missing(error: ModuleNotFoundError, method: str) -> None:
 
         raise SinkNotInstalledError(f"{method} needs the hub sink: {install_hint('hub')}") from error
 
+
+RESUME_SPOOL: contextvars.ContextVar[Path | None] = contextvars.ContextVar("resume_spool", default=None)
+"""The spool a ``resume=True`` tracker reopens when its run folder holds several: set by
+`evalsink recover` for a run of several ranks, which resumes rank 0's and merges the others'."""
 
 _OPEN: set[EvaluationTracker] = set()
 _OTHER_RANKS: set[EvaluationTracker] = set()

@@ -109,6 +109,14 @@ def _print_runs(runs: list[RunOnDisk], as_json: bool) -> None:
 
 
 def _status(run: RunOnDisk) -> str:
+    """The run's state in words, and how many ranks' spools a recovery merges."""
+    status = _state(run)
+    if run.recoverable and len(run.spools) > 1:
+        return status.replace("; recoverable", f"; recoverable, {len(run.spools)} ranks' spools merged")
+    return status
+
+
+def _state(run: RunOnDisk) -> str:
     """The run's state in words: a manifest that still says "running" may be a process long dead."""
     if not run.recoverable:
         from evalsink.recovery import left_alone
