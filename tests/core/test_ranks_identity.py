@@ -435,17 +435,19 @@ def test_rank_zero_fails_fast_when_a_ranks_process_died(tmp_path: Path, new_proc
 
 
 _LIGHTEVAL_RANK = """
-import sys
+import os, signal, sys
 from evalsink import EvaluationTracker
 
-output, rank, crash = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "crash"
+output, rank, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 
 
 def main():  # lighteval's main_accelerate: every rank builds the tracker, only rank 0 logs and saves
     tracker = EvaluationTracker(output, sinks=["local"], run_id="gathered", merge_timeout=60)
     tracker.general_config_logger.log_model_info(model_name="org/m")
-    if crash:
+    if mode == "crash":
         raise RuntimeError("this rank failed before it logged anything")
+    if mode == "stopped":  # the scheduler's SIGTERM, during this rank's part of the inference
+        os.kill(os.getpid(), signal.SIGTERM)
     if rank == 0:
         for i in range(3):
             tracker.details_logger.log("custom|t|0", {"query": f"q{i}"}, {"text": ["a"]}, {"acc": 1.0})
@@ -457,11 +459,14 @@ main()  # the tracker is dropped when main() returns, as lighteval's is
 """
 
 
-@pytest.mark.parametrize("rank_1", ["exits", "crash"])
+@pytest.mark.parametrize("rank_1", ["exits", "crash", "stopped"])
 def test_ranks_that_log_nothing_do_not_hold_rank_0_up(tmp_path: Path, rank_1: str) -> None:
     """lighteval gathers every rank's responses on rank 0, which alone logs and saves: the other
     ranks build a tracker and never use it. Rank 0 waited merge_timeout for their shards, then
-    failed. Now a rank that logged nothing leaves, at exit, an empty shard (or a failed one)."""
+    failed. Now a rank that logged nothing leaves, at exit, an empty shard (or a failed one).
+
+    A rank stopped by SIGTERM before it logged left an empty shard too, and rank 0 saved a run
+    without that rank's samples, silently."""
     script = tmp_path / "lighteval_rank.py"
     script.write_text(_LIGHTEVAL_RANK, encoding="utf-8")
     output = tmp_path / "out"
@@ -483,7 +488,7 @@ def test_ranks_that_log_nothing_do_not_hold_rank_0_up(tmp_path: Path, rank_1: st
         )
 
     first = run(1, rank_1)
-    assert first.returncode == (1 if rank_1 == "crash" else 0), first.stderr
+    assert first.returncode == {"exits": 0, "crash": 1, "stopped": 143}[rank_1], first.stderr
     started = time.monotonic()
     main = run(0, "log")
     assert time.monotonic() - started < 30  # not merge_timeout (60 s)

@@ -453,13 +453,15 @@ class EvaluationTracker:
 
     def _tell_rank_0(self) -> None:
         """At exit, a rank > 0 that logged nothing: an empty shard for rank 0 to merge, or, when the
-        program died of an exception, a failed one that ends rank 0's wait at once.
+        program died of an exception or was stopped by SIGTERM, a failed one that ends rank 0's
+        wait at once (an empty shard would let rank 0 save a run without this rank's samples).
 
         lighteval gathers every rank's responses on rank 0, which alone logs and saves them; the
         other ranks build a tracker and never use it. Without this, rank 0's save() waited
         ``merge_timeout`` for them, then failed.
         """
         crashed = getattr(sys, "last_value", None) is not None  # set for an uncaught exception
+        crashed = crashed or termination.received()  # SystemExit: sys.last_value stays unset
         self._manifest.samples = 0
         self._write_manifest(RunState.FAILED if crashed else RunState.SHARD_DONE, always=True)
 
