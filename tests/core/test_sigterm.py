@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,17 @@ CHILD = textwrap.dedent(
         signal.signal(signal.SIGTERM, lambda *_: (print("own handler", flush=True), os._exit(7)))
     sink_config = {"recorder": {"path": output + "/calls.jsonl"}}
     sinks = ["local", "recorder"]
-    if mode == "hung-finish":
+    if mode in {"hung-finish", "finish-at-exit", "finish-after-save"}:
         sinks.append("flaky")
-        sink_config["flaky"] = {"fail_in": "run_finished", "hang_seconds": 60}
+        sink_config["flaky"] = {
+            "fail_in": "run_finished",
+            "hang_seconds": 60,
+            "hook_timeout": 120,
+            "hang_marker": output + "/hung",
+        }
+    if mode in {"finish-at-exit", "finish-after-save"}:  # a sink after the hung one
+        sinks.append("recorder-remote")
+        sink_config["recorder-remote"] = {"path": output + "/calls.jsonl", "label": "after"}
     tracker = EvaluationTracker(output, sinks=sinks, run_id="term", flush_every=10, sink_config=sink_config)
     tracker.general_config_logger.log_model_info(model_name="org/stopped")
 
@@ -51,6 +60,13 @@ CHILD = textwrap.dedent(
         tracker.save()
         print("ready", flush=True)
         time.sleep(60)
+    elif mode == "finish-at-exit":  # no save(): the exit handler finishes the run
+        log(25)
+        print("ready", flush=True)
+    elif mode == "finish-after-save":
+        log(25)
+        print("ready", flush=True)
+        tracker.save()
     elif mode == "with":
         with tracker:
             log(25)
@@ -67,7 +83,9 @@ CHILD = textwrap.dedent(
 def stop(
     tmp_path: Path, mode: str, *, signals: int = 1, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the child until it is ready, send it SIGTERM ``signals`` times, return the finished process."""
+    """Run the child until it is ready, send it SIGTERM ``signals`` times, return the finished process.
+
+    In the modes with a hung sink, the last SIGTERM waits until that sink's run_finished hangs."""
     output = tmp_path / "out"
     output.mkdir()
     script = tmp_path / "child.py"
@@ -81,12 +99,12 @@ def stop(
     )
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "ready"
-    child.send_signal(signal.SIGTERM)
     if signals == 2:
-        calls = output / "calls.jsonl"
-        while "run_finished" not in calls.read_text(encoding="utf-8"):  # the recorder is done:
-            pass  # the flaky sink, hung in run_finished, is next
         child.send_signal(signal.SIGTERM)
+    if "finish" in mode:
+        while not (output / "hung").exists():
+            time.sleep(0.01)
+    child.send_signal(signal.SIGTERM)
     stdout, stderr = child.communicate(timeout=60)
     return subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
 
@@ -115,6 +133,36 @@ def test_sigterm_finishes_the_run_as_failed_and_keeps_every_sample(tmp_path: Pat
     assert "Traceback" not in child.stderr
     # the 5 samples logged since the last flush were flushed on the way out, not lost
     assert recovered_queries(tmp_path) == [f"q{i}" for i in range(25)]
+
+
+def test_sigterm_in_one_sink_s_run_finished_lets_the_next_sink_finish(tmp_path: Path) -> None:
+    """A slow sink's run_finished (W&B syncing) is where a scheduler's SIGTERM most often lands:
+    the sinks after it never heard that the run ended, and at exit the manifest stayed
+    "running" with a traceback printed and exit status 0."""
+    child = stop(tmp_path, "finish-at-exit")
+
+    assert child.returncode == 0  # the exit was under way: its status is the program's
+    assert "Traceback" not in child.stderr
+    assert [(call["label"], call["status"]) for call in finished(tmp_path)] == [
+        ("recorder", "failed"),
+        ("after", "failed"),
+    ]
+    assert "was stopped by SIGTERM and finished as failed; its 25 logged sample(s) are kept" in child.stderr
+    assert recovered_queries(tmp_path) == [f"q{i}" for i in range(25)]
+
+
+def test_sigterm_in_run_finished_after_a_save_points_to_push(tmp_path: Path) -> None:
+    child = stop(tmp_path, "finish-after-save")
+
+    assert child.returncode == 143, child.stderr
+    assert [(call["label"], call["status"]) for call in finished(tmp_path)] == [
+        ("recorder", "ok"),
+        ("after", "ok"),
+    ]
+    output = tmp_path / "out"
+    assert f"sink(s) flaky did not finish: `evalsink push {output} --to flaky --date " in child.stderr
+    [manifest] = output.glob(".evalsink/runs/term/*.meta.json")
+    assert json.loads(manifest.read_text(encoding="utf-8"))["state"] == "saved"  # for a re-push
 
 
 def test_a_second_sigterm_kills_at_once(tmp_path: Path) -> None:

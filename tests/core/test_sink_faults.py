@@ -331,3 +331,48 @@ def test_a_keyboard_interrupt_off_the_main_thread_is_the_sinks_own(
         "KeyboardInterrupt('flaky sink failed on purpose')"
     ]
     assert report["local"].ok
+
+
+def test_ctrl_c_in_one_sink_s_run_finished_still_finishes_the_sinks_after_it(
+    make_tracker: Callable[..., EvaluationTracker], log: Callable[..., None], calls: Calls, tmp_path: Path
+) -> None:
+    """run_finished is a sink's last call: an interrupt landing in one sink's cost the sinks
+    after it theirs (a W&B or Hub run left open). They are called, then the interrupt goes on."""
+    tracker = make_tracker(
+        sinks=["local", "flaky", "recorder-remote"],
+        sink_config={"flaky": _inline("run_finished", "KeyboardInterrupt")},
+    )
+    log(tracker, "custom|t|0", 3)
+    with pytest.raises(KeyboardInterrupt):
+        tracker.save()
+
+    assert [(who, hook) for who, hook, _ in evalsink_recorder.CALLS if hook == "run_finished"] == [
+        ("flaky", "run_finished"),
+        ("recorder", "run_finished"),  # the remote recorder's label
+    ]
+    assert calls.of("run_finished") == [{"status": "ok", "error": None}]
+    assert tracker.sink_outcomes["flaky"].failed_hooks == ["evalsink_run_finished"]
+    # the local files were written: the run waits for a re-push to the sink that did not finish
+    assert len(local_files(tmp_path / "out")) == 2
+    [manifest] = (tmp_path / "out").glob(".evalsink/runs/*/*.meta.json")
+    assert '"state": "saved"' in manifest.read_text(encoding="utf-8")
+
+
+def test_an_error_after_a_complete_save_in_a_with_block_leaves_nothing_to_recover(
+    make_tracker: Callable[..., EvaluationTracker], log: Callable[..., None], tmp_path: Path
+) -> None:
+    """Every sink had the run; the block then raised (or SIGTERM came). The spool was kept with a
+    message to recover it, which `evalsink recover` then refused: the run was saved."""
+    tracker = make_tracker(sinks=["local", "recorder"])
+
+    def evaluate() -> None:
+        with tracker:
+            log(tracker, "custom|t|0", 3)
+            assert tracker.save().ok
+            raise RuntimeError("after the save")
+
+    with pytest.raises(RuntimeError, match="after the save"):
+        evaluate()
+
+    assert list((tmp_path / "out").glob(".evalsink/**/*.*")) == []
+    assert len(local_files(tmp_path / "out")) == 2

@@ -164,12 +164,18 @@ class SinkManager:
         hook: str,
         *,
         skip_failed: bool = True,
+        every_sink: bool = False,
         per_sink: Mapping[str, Callable[[str], Any]] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Call ``hook`` on each sink in turn; ``per_sink`` makes an argument for each sink (by name)."""
+        """Call ``hook`` on each sink in turn; ``per_sink`` makes an argument for each sink (by name).
+
+        With ``every_sink``, Ctrl-C or SIGTERM cuts short only the sink it landed in: the sinks
+        after it are still called, and the interrupt is raised once they all were.
+        """
         implementations = {impl.plugin_name: impl for impl in getattr(self._pm.hook, hook).get_hookimpls()}
         fresh = per_sink or {}
+        interrupt: BaseException | None = None
         for name in self.order():
             impl = implementations.get(name)
             outcome = self.outcomes[name]
@@ -179,7 +185,14 @@ class SinkManager:
                 logger.warning("sink %r gets no %s: it is still stuck in an earlier hook", name, hook)
                 continue
             arguments = {arg: fresh[arg](name) if arg in fresh else kwargs[arg] for arg in impl.argnames}
-            self._call_one(name, hook, impl.function, arguments)
+            try:
+                self._call_one(name, hook, impl.function, arguments)
+            except BaseException as exc:  # only an interrupt gets here: _call_one records the rest
+                if not every_sink:
+                    raise
+                interrupt = interrupt or exc
+        if interrupt is not None:
+            raise interrupt
 
     def _caught_up(self, name: str, hook: str) -> bool:
         """Whether a sink left at work by Ctrl-C or SIGTERM (which cut the evaluation's wait for it
@@ -292,8 +305,12 @@ class SinkManager:
         )
 
     def run_finished(self, run: Run, status: RunStatus, error: BaseException | None) -> None:
+        """Every sink hears how the run ended, even when SIGTERM or Ctrl-C lands in one sink's
+        call (a slow W&B ``finish()`` is where a scheduler's SIGTERM most often finds a run):
+        the sinks after it used to be left with their runs open."""
         try:
-            self._call("evalsink_run_finished", skip_failed=False, run=run, status=status, error=error)
+            hook = "evalsink_run_finished"
+            self._call(hook, skip_failed=False, every_sink=True, run=run, status=status, error=error)
         finally:
             for thread in self._threads.values():
                 thread.stop()

@@ -686,13 +686,21 @@ class EvaluationTracker:
         The spool is kept otherwise: it is what a failed push or a crashed run is recovered from.
         """
         failed = error is not None or self._required_failed()
-        self._finish(RunStatus.FAILED if failed else RunStatus.OK, error)
+        try:
+            self._finish(RunStatus.FAILED if failed else RunStatus.OK, error)
+        finally:  # SIGTERM or Ctrl-C in a sink's run_finished: the run is still put in order
+            self._settle()
+
+    def _settle(self) -> None:
+        """After run_finished: drop what a fully saved run no longer needs, or record in the
+        manifest what ``evalsink recover`` and ``evalsink push`` start from."""
+        saved = self._report is not None and self._report.ok and not self._required_failed()
         if not self.process.is_main:  # rank 0 reads this spool: it is never removed here
             self.details_logger.spool.close()
             if not self._shard_marked:  # never saved: rank 0 stops waiting for it
                 self._manifest.samples = len(self.details_logger.spool)
                 self._write_manifest(RunState.FAILED, always=True)
-        elif not failed and self._report is not None and self._report.ok:
+        elif saved:  # even when the with block raised afterwards: nothing is left to recover
             spool = self.details_logger.spool
             own = {*self._merged, manifest_path(spool.path)}
             stale = superseded(self._run_folder(), self._manifest.launch, self._manifest.sequence, own)
@@ -721,14 +729,29 @@ class EvaluationTracker:
         _OTHER_RANKS.discard(self)
         termination.release(self)
         if termination.received() and self.details_logger.spool.path.exists():
+            self._say_where_the_stopped_run_is()
+
+    def _say_where_the_stopped_run_is(self) -> None:
+        if self._manifest.state is RunState.SAVED and self._report is not None:
+            failed = ",".join(self._report.failed)
             logger.warning(
-                "run %r was stopped by SIGTERM and finished as failed; its %d logged sample(s) are "
-                "kept for `evalsink recover %s --run-id %s`",
+                "run %r was stopped by SIGTERM after its local files were written; sink(s) %s did "
+                "not finish: `evalsink push %s --to %s --date %s` sends the saved run to them again",
                 self.run_id,
-                len(self.details_logger.spool),
+                failed,
                 self.settings.output_dir,
-                self.run_id,
+                failed,
+                self.run.date_id,
             )
+            return
+        logger.warning(
+            "run %r was stopped by SIGTERM and finished as failed; its %d logged sample(s) are "
+            "kept for `evalsink recover %s --run-id %s`",
+            self.run_id,
+            len(self.details_logger.spool),
+            self.settings.output_dir,
+            self.run_id,
+        )
 
     def _keep_spool_readable(self, folders: list[Path]) -> None:
         """No details file was written (save_details=False, lighteval's CLI default), yet
@@ -1106,6 +1129,11 @@ def _close_open_runs() -> None:
                 tracker.close(EvalsinkError(_exit_reason()))
             else:
                 tracker.close()
+        except termination.Terminated:
+            # SIGTERM while a sink finished its run: every sink was still told and the manifest
+            # written, and close() said where the samples are (the exit status stays the program's:
+            # only os._exit could change it now, and that would skip the other exit handlers)
+            continue
         except Exception as exc:
             _log_exit_failure(tracker, "closing", exc)
     for tracker in {*_BUILT, *_OTHER_RANKS}:
