@@ -179,6 +179,47 @@ def test_a_run_whose_rank_0_had_merged_is_recovered_from_rank_0_alone(
     assert find_runs(tmp_path) == []
 
 
+def test_a_rank_0_stopped_in_the_middle_of_its_merge_is_recovered_without_duplicates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed while appending rank 1's samples to its spool (before its save() chose a date id),
+    rank 0 left part of the shard in its spool; the recovery merged the shard again, and those
+    samples came out twice."""
+    finish_shard(tmp_path, "cut", rank=1, world=2, monkeypatch=monkeypatch)
+    merge_spool = EvaluationTracker._merge_spool
+
+    def stopped_halfway(self: EvaluationTracker, manifest: RunManifest, *, whole: bool) -> None:
+        merge_spool(self, manifest, whole=whole)
+        self.details_logger.flush()  # rank 1's samples are in rank 0's spool
+        raise KeyboardInterrupt  # and the process stops (SIGTERM, SIGKILL: the same on disk)
+
+    with monkeypatch.context() as env:
+        env.setenv("RANK", "0")
+        env.setenv("WORLD_SIZE", "2")
+        env.setattr(EvaluationTracker, "_merge_spool", stopped_halfway)
+        evalsink.shards._sequences.clear()
+        rank0 = EvaluationTracker(tmp_path, sinks=["local"], run_id="cut", flush_every=2)
+        log_samples(rank0, range(0, 10, 2))
+        rank0.details_logger.log(TASK, {"query": "nan"}, {"input": "p"}, {"acc": float("nan")})
+        rank0.metrics_logger.log(TASK, {"acc": float("nan")})
+        with pytest.raises(KeyboardInterrupt):
+            rank0.save()
+    assert len(rank0.details_logger.spool) == 11  # its own 6, rank 1's 5
+    [run] = find_runs(tmp_path)
+    assert len(run.spools) == 2
+
+    report = recover_run(tmp_path, "cut")
+    assert report.ok, str(report)
+    [details] = tmp_path.glob("details/**/*.parquet")
+    queries = sorted(row["doc"]["query"] for row in pq.read_table(details).to_pylist())
+    assert queries == sorted(["nan", *(f"q{i}" for i in range(10))])
+    [results] = results_files(tmp_path)
+    assert results["evalsink_recovery"]["samples_recovered"] == 11
+    assert results["evalsink_recovery"]["partial"] is False  # rank 0 had flushed all it logged
+    assert "1 NaN/inf value(s) written as null" in str(report)  # counted once, not twice
+    assert find_runs(tmp_path) == []
+
+
 def test_spools_of_several_attempts_are_reported_and_the_others_are_recovered(tmp_path: Path) -> None:
     """Two one-process attempts sharing a run id each hold samples of their own: merging could
     repeat samples, picking one loses the other's. Such a run is refused, saying what to do."""

@@ -311,7 +311,14 @@ def recover_run(
             tracker.drop_after_save([run.folder / other.spool for other in ranks.others])
         else:
             tracker.merge_rank_spools(ranks.others)
-        tracker.recovery["partial"] = not ranks.merged  # else rank 0 stopped before its save() began
+        # whole when rank 0's save() had begun, or when it had flushed its own samples to merge
+        # finished shards (logging is over by then)
+        whole = ranks.merged or (
+            manifest is not None
+            and bool(manifest.premerge)
+            and all(other.state is RunState.SHARD_DONE for other in ranks.others)
+        )
+        tracker.recovery["partial"] = not whole
         tracker.recovery["ranks_merged"] = 1 + len(ranks.others)
         tracker.recovery["samples_recovered"] = len(tracker.details_logger.spool)
     published = _published_results(OutputDir(output_dir), manifest)

@@ -195,6 +195,11 @@ class DetailSpool:
     def __len__(self) -> int:
         return self._sequence
 
+    @property
+    def flushed_bytes(self) -> int:
+        """The spool file's size as far as this spool wrote it (a clean line boundary)."""
+        return self._written
+
     def iter_lines(self, task_name: str) -> Iterator[bytes]:
         """The raw JSON lines of one task, in logging order, buffered samples included.
 

@@ -382,6 +382,8 @@ class EvaluationTracker:
             raise EvalsinkError(
                 f"run {self.run_id!r} is still being written by process {manifest.pid} on {manifest.host}"
             )
+        if manifest is not None and manifest.premerge and manifest.date_id is None:
+            _cut_back_to_own_samples(spools[0], manifest)
         return DetailSpool.reopen(spools[0], **options)
 
     def _check_resumed_output(self, spool: Path, manifest: RunManifest | None) -> None:
@@ -417,7 +419,9 @@ class EvaluationTracker:
             self.general_config_logger.restore(manifest.config_general)
             self.versions_logger.versions.update(manifest.versions)
             self.task_config_logger.tasks_configs.update(manifest.config_tasks)
-            _add_counts(self.details_logger.nonfinite, manifest.nonfinite)
+            cut_back = manifest.premerge and manifest.date_id is None  # see _cut_back_to_own_samples
+            nonfinite = manifest.premerge["nonfinite"] if cut_back else manifest.nonfinite
+            _add_counts(self.details_logger.nonfinite, nonfinite)
         counts = {task: spool.count(task) for task in spool.tasks()}
         # the same spool, the same positions: those of samples lost unflushed are dropped
         nones = self.details_logger.none_metrics = none_metrics.below(
@@ -604,14 +608,31 @@ class EvaluationTracker:
             output=None if self.output.is_local else self.settings.output_dir,
         )
         shards = wait_for_shards(self._run_folder(), self.process.world_size, self.merge_timeout, evaluation)
+        self._before_merging()
         for manifest in shards:
             self._merge_spool(manifest, whole=True)
         self.details_logger.flush()
+
+    def _before_merging(self) -> None:
+        """Record where this rank's own samples end in its spool, before the others' are appended.
+
+        A kill in the middle of the merge left part of a shard in this spool, and ``evalsink
+        recover`` merged that shard again: its samples came out twice. The recovery now cuts the
+        spool back to this point first (see :meth:`_reopen_spool`).
+        """
+        self.details_logger.flush()
+        spool = self.details_logger.spool
+        if not spool.path.exists():  # no sample of its own yet: the manifest needs the file's folder
+            spool.path.parent.mkdir(parents=True, exist_ok=True)
+        own = {"bytes": spool.flushed_bytes, "nonfinite": dict(self.details_logger.nonfinite)}
+        self._manifest.premerge = own
+        self._write_manifest(always=True)
 
     def merge_rank_spools(self, manifests: Sequence[RunManifest]) -> None:
         """Take other ranks' spools into this resumed run (``evalsink recover`` of a run whose rank
         0 stopped before merging them): whatever each holds, finished shard or not. Like merged
         shards, they are deleted once the run is saved."""
+        self._before_merging()
         for manifest in manifests:
             self._merge_spool(manifest, whole=manifest.state is RunState.SHARD_DONE)
         self.details_logger.flush()
@@ -1104,6 +1125,24 @@ def _remove_spool(spool: DetailSpool, folders: list[Path], owner: int | None = N
         return
     spool.remove()
     _remove_empty(folders)
+
+
+def _cut_back_to_own_samples(spool: Path, manifest: RunManifest) -> None:
+    """Rank 0 stopped while it merged the other ranks' shards into its spool (no date id yet: its
+    save() had not gone further): the part of a shard it holds goes, and the shards, still on
+    disk, are merged again whole."""
+    own = int(manifest.premerge["bytes"])
+    if spool.stat().st_size > own:
+        logger.info(
+            "run %r: rank 0 stopped while merging the other ranks' samples; its spool %s is cut back "
+            "to its own samples (%d bytes) before they are merged again",
+            manifest.run_id,
+            spool,
+            own,
+        )
+        with open(spool, "r+b") as handle:
+            handle.truncate(own)
+            os.fsync(handle.fileno())
 
 
 def _remove_empty(folders: list[Path]) -> None:
