@@ -331,6 +331,41 @@ def test_a_none_metric_logged_before_a_resume_stays_none(tmp_path: Path) -> None
     assert saved_results(tmp_path)[0]["results"][TASK]["acc"] == pytest.approx(0.5)  # 1 and 0
 
 
+@pytest.mark.usefixtures("single_process")
+def test_the_nones_of_a_batch_are_in_the_manifest_before_the_batch_is_on_disk(tmp_path: Path) -> None:
+    """The manifest was written after each batch: a kill in between left the batch's Nones out of
+    it, and the recovered run read them as NaN (the mean NaN)."""
+    killed = EvaluationTracker(tmp_path, sinks=["local"], run_id="none-kill", flush_every=2)
+    killed.general_config_logger.log_model_info(model_name="org/m")
+    _log_values(killed, [1.0, 0.0])
+
+    def killed_here(batch: object) -> None:  # what follows the spool's write never happens
+        raise KeyboardInterrupt
+
+    killed.details_logger.on_batch = killed_here
+    with pytest.raises(KeyboardInterrupt):
+        _log_values(killed, [None, None], first=2)  # the second one writes the batch
+    manifest = read_manifest(manifest_path(killed.details_logger.spool.path))
+    assert manifest is not None
+    assert manifest.none_metrics == {TASK: {"acc": [2, 4]}}
+
+    resumed = EvaluationTracker(tmp_path, sinks=["local"], run_id="none-kill", resume=True)
+    resumed.save()
+    assert saved_results(tmp_path)[0]["results"][TASK]["acc"] == pytest.approx(0.5)  # 1 and 0
+    killed.details_logger.on_batch = None
+    killed.close(RuntimeError("killed"))
+
+
+def test_a_sample_that_could_not_be_spooled_leaves_no_none_position() -> None:
+    positions: none_metrics.Positions = {}
+    none_metrics.add(positions, "t", 0, ["acc", "em"])
+    none_metrics.add(positions, "t", 1, ["acc"])
+    none_metrics.remove(positions, "t", 1, ["acc"])
+    assert positions == {"t": {"acc": [0, 1], "em": [0, 1]}}
+    none_metrics.remove(positions, "t", 0, ["acc", "em"])
+    assert positions == {}
+
+
 def test_none_positions_outside_the_spool_are_dropped() -> None:
     """A sample lost unflushed in a crash: the resumed run logs its next sample at that position."""
     positions = {"t": {"acc": [0, 2, 5, 9], "em": [7, 8]}, "u": {"acc": [0, 1]}}

@@ -55,7 +55,11 @@ CHILD = textwrap.dedent(
             tracker.details_logger.log("TASK", doc, {"text": ["A"]}, {"acc": 1.0})
             tracker.metrics_logger.log("TASK", {"acc": 1.0})
 
-    if mode == "saved":
+    if mode == "unflushed":  # stopped before the first batch: the run has not started
+        log(5)
+        print("ready", flush=True)
+        time.sleep(60)
+    elif mode == "saved":
         log(25)
         tracker.save()
         print("ready", flush=True)
@@ -165,6 +169,14 @@ def test_sigterm_in_run_finished_after_a_save_points_to_push(tmp_path: Path) -> 
     assert json.loads(manifest.read_text(encoding="utf-8"))["state"] == "saved"  # for a re-push
 
 
+def test_sigterm_before_the_first_batch_keeps_the_samples_and_says_where(tmp_path: Path) -> None:
+    child = stop(tmp_path, "unflushed")
+
+    assert child.returncode == 143, child.stderr
+    assert "was stopped by SIGTERM and finished as failed; its 5 logged sample(s) are kept" in child.stderr
+    assert recovered_queries(tmp_path) == [f"q{i}" for i in range(5)]
+
+
 def test_a_second_sigterm_kills_at_once(tmp_path: Path) -> None:
     """A sink hung in run_finished does not make the job unkillable: the scheduler's second
     SIGTERM ends it as the default would (and SIGKILL would anyway)."""
@@ -220,3 +232,17 @@ def test_sigterm_inside_a_sink_on_the_main_thread_is_not_taken_for_the_sink_s(
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the closed run gave it back
     recorder = tracker.sink_outcomes["recorder"]
     assert recorder.errors == ["evalsink_details_batch: interrupted (Terminated) while the sink was working"]
+
+
+def test_a_tracker_built_after_the_application_put_the_default_back_handles_sigterm(tmp_path: Path) -> None:
+    """The handler's own record said it was installed, so a later tracker trusted it, though the
+    application had restored Python's default: that tracker's run died unfinished on SIGTERM."""
+    first = EvaluationTracker(tmp_path / "a", sinks=["local"])
+    assert signal.getsignal(signal.SIGTERM) is termination._on_sigterm
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # e.g. a library resetting its handlers
+    second = EvaluationTracker(tmp_path / "b", sinks=["local"])
+    try:
+        assert signal.getsignal(signal.SIGTERM) is termination._on_sigterm
+    finally:
+        first.close()
+        second.close()

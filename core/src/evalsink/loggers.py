@@ -376,11 +376,14 @@ class DetailsLogger:
 
     def _append(self, task_name: str, line: bytes, nones: list[str]) -> None:
         index = self.spool.count(task_name)
+        if nones:  # before the append, which may flush: the manifest written first must hold them
+            none_metrics.add(self.none_metrics, task_name, index, nones)
         try:
             batch = self.spool.append(task_name, line)
-        finally:
-            if nones and self.spool.count(task_name) > index:  # kept, even by a failed flush
-                none_metrics.add(self.none_metrics, task_name, index, nones)
+        except BaseException:
+            if nones and self.spool.count(task_name) == index:  # not kept (a failed flush keeps it)
+                none_metrics.remove(self.none_metrics, task_name, index, nones)
+            raise
         if batch is not None and self.on_batch is not None:
             self.on_batch(batch)
 

@@ -29,6 +29,20 @@ def add(positions: Positions, task_name: str, index: int, metric_names: list[str
             ranges.extend((index, index + 1))
 
 
+def remove(positions: Positions, task_name: str, index: int, metric_names: list[str]) -> None:
+    """Undo :func:`add` of the task's last sample ``index`` (it could not be spooled after all)."""
+    by_metric = positions[task_name]
+    for name in metric_names:
+        ranges = by_metric[name]
+        ranges[-1] = index
+        if ranges[-2] == index:  # the range held this sample alone
+            del ranges[-2:]
+        if not ranges:
+            del by_metric[name]
+    if not by_metric:
+        del positions[task_name]
+
+
 def names_at(positions: Mapping[str, Mapping[str, list[int]]], task_name: str, index: int) -> set[str]:
     """The metrics of sample ``index`` of ``task_name`` that were logged as None."""
     by_metric = positions.get(task_name)

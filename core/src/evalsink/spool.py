@@ -19,7 +19,7 @@ import operator
 import os
 import time
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
 
@@ -76,6 +76,10 @@ class DetailSpool:
         self._oldest = 0.0  # when the oldest buffered sample was logged
         self._sequence = 0  # samples logged so far, across tasks
         self.corrupt_lines = 0  # lines skipped by reopen()
+        self.before_write: Callable[[], None] | None = None
+        """Called before each batch is written: the tracker writes the run's manifest there, so
+        that what it says of the batch (which metrics were None) is on disk before the batch is.
+        Written after, a kill between the two lost it, and those Nones were read back as NaN."""
 
     # -- writing ---------------------------------------------------------------------------
     def append(self, task_name: str, line: bytes) -> DetailsBatch | None:
@@ -132,6 +136,8 @@ class DetailSpool:
             self._owner = os.getpid()
         if self._torn:
             self._cut_torn_tail()  # raises, before anything is appended, while the cut fails
+        if self.before_write is not None:
+            self.before_write()
         data, starts, tasks = self._buffer, self._starts, self._pending_tasks
         self._torn = True
         try:

@@ -68,11 +68,12 @@ def hold(tracker: Any) -> None:
         return
     if threading.current_thread() is not threading.main_thread():
         return  # signal.signal() works only there; the run is finished at the exit as before
-    if _State.installed_in != os.getpid():
-        if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, _on_sigterm):  # ours: a fork's
+    current = signal.getsignal(signal.SIGTERM)  # not trusted from memory: the application may
+    if current is not _on_sigterm:  # have put the default back since (a fork inherits ours)
+        if current is not signal.SIG_DFL:
             return  # someone else's handler (or SIGTERM ignored): theirs to decide
         signal.signal(signal.SIGTERM, _on_sigterm)
-        _State.installed_in = os.getpid()
+    _State.installed_in = os.getpid()
     _State.holders.add(tracker)
 
 

@@ -244,6 +244,7 @@ class EvaluationTracker:
             spool = DetailSpool(self._spool_path(), flush_every=flush_every, flush_seconds=flush_seconds)
         self.general_config_logger = GeneralConfigLogger()
         self.details_logger = DetailsLogger(spool, on_batch=self._deliver)
+        spool.before_write = self._write_manifest  # the batch recoverable as soon as it is on disk
         self.metrics_logger = _MetricsLogger()
         self.versions_logger = VersionsLogger()
         self.task_config_logger = TaskConfigLogger()
@@ -452,6 +453,8 @@ class EvaluationTracker:
         """
         if self.details_logger.spool.flush() is not None:
             self._write_manifest(RunState.FAILED, always=True)
+            if termination.received():  # stopped before its first batch: say where the samples are
+                self._say_where_the_stopped_run_is()
         elif not self.process.is_main and self.recovery is None and not len(self.details_logger.spool):
             self._tell_rank_0()
 
@@ -481,7 +484,7 @@ class EvaluationTracker:
         manifest.none_metrics = self.details_logger.none_metrics
         if self.run.date_id is not None:  # a resumed run keeps the date id its first save chose
             manifest.date_id = self.run.date_id
-        snapshot = dataclasses.replace(manifest, updated_at=0.0).to_json()
+        snapshot = manifest.to_json(updated_at=0.0)
         if always or snapshot != self._manifest_bytes:
             write_manifest(manifest_path(self.details_logger.spool.path), manifest)
             self._manifest_bytes = snapshot
@@ -505,8 +508,7 @@ class EvaluationTracker:
                 self._manager.details_batch(self.run, batch)
 
     def _deliver(self, batch: DetailsBatch) -> None:
-        self.start()
-        self._write_manifest()  # the batch is on disk: make it recoverable before sinks see it
+        self.start()  # the manifest that makes the batch recoverable was written before it
         self._manager.details_batch(self.run, batch)
 
     def save(self) -> SaveReport:
@@ -785,6 +787,7 @@ class EvaluationTracker:
         """
         spool = self.details_logger.spool
         spool.close()
+        spool.before_write = None  # the finalizer below holds the spool: it must not hold the tracker
         old = spool.path
         spool.path = old.parent.parent / f"saved-details-{self.run_id}-{old.name.removeprefix('details-')}"
         os.replace(old, spool.path)
