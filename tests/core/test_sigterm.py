@@ -43,6 +43,14 @@ CHILD = textwrap.dedent(
             "hook_timeout": 120,
             "hang_marker": output + "/hung",
         }
+    if mode == "local-busy":  # a local sink slow in results_saved, as when converting details
+        sinks.append("flaky-local")
+        sink_config["flaky-local"] = {
+            "fail_in": "results_saved",
+            "hang_seconds": 2,
+            "hook_timeout": 120,
+            "hang_marker": output + "/hung",
+        }
     if mode in {"finish-at-exit", "finish-after-save"}:  # a sink after the hung one
         sinks.append("recorder-remote")
         sink_config["recorder-remote"] = {"path": output + "/calls.jsonl", "label": "after"}
@@ -67,7 +75,7 @@ CHILD = textwrap.dedent(
     elif mode == "finish-at-exit":  # no save(): the exit handler finishes the run
         log(25)
         print("ready", flush=True)
-    elif mode == "finish-after-save":
+    elif mode in {"finish-after-save", "local-busy"}:
         log(25)
         print("ready", flush=True)
         tracker.save()
@@ -105,7 +113,7 @@ def stop(
     assert child.stdout.readline().strip() == "ready"
     if signals == 2:
         child.send_signal(signal.SIGTERM)
-    if "finish" in mode:
+    if "finish" in mode or mode == "local-busy":
         while not (output / "hung").exists():
             time.sleep(0.01)
     child.send_signal(signal.SIGTERM)
@@ -175,6 +183,16 @@ def test_sigterm_before_the_first_batch_keeps_the_samples_and_says_where(tmp_pat
     assert child.returncode == 143, child.stderr
     assert "was stopped by SIGTERM and finished as failed; its 5 logged sample(s) are kept" in child.stderr
     assert recovered_queries(tmp_path) == [f"q{i}" for i in range(5)]
+
+
+def test_the_exit_lets_a_local_sink_finish_the_call_sigterm_left_it_in(tmp_path: Path) -> None:
+    """A local sink converting details when SIGTERM came was exited under: its file was lost, its
+    temporary file left, and pyarrow's threads could abort the interpreter as it shut down."""
+    child = stop(tmp_path, "local-busy")
+
+    assert child.returncode == 143, child.stderr
+    assert "waiting up to 10s for sink 'flaky-local' to finish the call" in child.stderr
+    assert (tmp_path / "out" / "hung.done").exists()  # its call ran to its end
 
 
 def test_a_second_sigterm_kills_at_once(tmp_path: Path) -> None:

@@ -153,7 +153,7 @@ class SinkManager:
         self.outcomes[name] = SinkOutcome(name=name, required=required)
         self._timeouts[name] = timeout
         if timeout is not None:
-            self._threads[name] = SinkThread(name)
+            self._threads[name] = SinkThread(name, local=not getattr(sink, "remote", True))
 
     def order(self) -> list[str]:
         """Local sinks first, then remote ones, each group in the order they were enabled."""

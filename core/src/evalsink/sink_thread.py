@@ -9,14 +9,22 @@ libraries that tie state to a thread (SQLite connections, some clients) see a si
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 import queue
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 from evalsink.termination import Terminated
+
+logger = logging.getLogger(__name__)
+
+EXIT_WAIT_SECONDS = 10.0
+"""How long the exit waits for local sinks still in a call (see :func:`_let_local_sinks_finish`)."""
 
 
 class HookTimeoutError(TimeoutError):
@@ -85,8 +93,10 @@ class SinkThread:
     that waited on the parent's thread would wait forever).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, local: bool = False) -> None:
         self.name = name
+        self.local = local
+        """A sink writing local files: waited for at exit (see :func:`_let_local_sinks_finish`)."""
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._last: _Call | None = None
@@ -159,3 +169,28 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register  # registered before the tracker's exit handler, so it runs after it
+def _let_local_sinks_finish() -> None:
+    """At exit, wait a little for local sinks that Ctrl-C or SIGTERM left in a call.
+
+    A local sink left converting details (pyarrow at work on its thread) is usually seconds from
+    done, and the file it writes is the run's. Exiting under it lost that file, left its hidden
+    temporary file behind, and could abort the interpreter: pyarrow's own threads still calling
+    into a Python that was shutting down ("Fatal Python error: PyGILState_Release"). Remote
+    sinks are not waited for: a stalled upload can take any time.
+    """
+    busy = [t for t in list(_ALL) if t.local and t.busy]  # a forked child's are never busy
+    deadline = time.monotonic() + EXIT_WAIT_SECONDS
+    for sink_thread in busy:
+        logger.warning(
+            "waiting up to %gs for sink %r to finish the call it was interrupted in",
+            EXIT_WAIT_SECONDS,
+            sink_thread.name,
+        )
+        try:
+            if not sink_thread.wait_idle(max(0.0, deadline - time.monotonic())):
+                logger.warning("sink %r is still at work: the process exits under it", sink_thread.name)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+            return
