@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from evalsink.paths import (
     UNKNOWN_MODEL,
+    checked_date_id,
     model_path,
     new_date_id,
     safe_component,
@@ -191,6 +193,30 @@ def test_new_date_id_format() -> None:
     assert new_date_id(datetime(2025, 11, 5, 14, 43, 47, 148527)) == "2025-11-05T14-43-47.148527"
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(\.\d{6})?", new_date_id())
     assert ":" not in new_date_id()
+
+
+def test_a_date_id_is_one_file_name_part() -> None:
+    assert checked_date_id("2025-11-05T14-43-47.148527") == "2025-11-05T14-43-47.148527"
+    for bad in ["", ".", "..", "../x", "a/b", "a\\b", "x\0", " 2025", "50%", "~x"]:
+        with pytest.raises(ValueError, match="is not a usable date id"):
+            checked_date_id(bad)
+
+
+def test_a_date_id_that_would_escape_the_output_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    """``publish()`` (and a run's manifest) hand the date id to the sinks as a path component:
+    ``../../x`` wrote the details outside output_dir."""
+    from evalsink import EvaluationTracker
+    from evalsink.models import EvaluationResults
+
+    tracker = EvaluationTracker(tmp_path / "out", sinks=["local"])
+    tracker.general_config_logger.log_model_info(model_name="org/m")
+    with pytest.raises(ValueError, match="is not a usable date id"):
+        tracker.publish(EvaluationResults(), "../../escaped")
+    tracker.close()
+    assert not list(tmp_path.rglob("*escaped*"))
+    assert not (tmp_path / "out" / "results").exists()
 
 
 def test_split_model_name() -> None:

@@ -66,6 +66,24 @@ def new_date_id(now: datetime | None = None) -> str:
     return (now or datetime.now()).isoformat().replace(":", "-")
 
 
+def checked_date_id(date_id: str) -> str:
+    """``date_id`` if it can name a folder and files of the run, else ValueError.
+
+    A date id becomes a path component as it is (``details/{model}/{date_id}/``), and one given to
+    ``publish()``, read from a manifest or taken from a results file's name could hold a separator
+    or ``..``. Encoding it like a task name would make its files undiscoverable by the date id
+    the caller knows, so it is refused instead.
+    """
+    bad = not date_id or date_id in {".", ".."} or safe_component(date_id) != date_id
+    if bad or date_id.strip() != date_id:
+        raise ValueError(
+            f"{date_id!r} is not a usable date id: it names a folder and files of the run, so it must "
+            "be one file-name part (no '/', '\\', '%', '~', control characters, surrounding spaces, "
+            "'.' or '..'), like lighteval's 2025-11-05T14-43-47.148527"
+        )
+    return date_id
+
+
 def split_model_name(model_name: str | None) -> tuple[str, str]:
     """(org, model) as lighteval's results_path_template uses them; org is '' for a bare name."""
     parts = (model_name or UNKNOWN_MODEL).split("/")

@@ -50,7 +50,7 @@ from evalsink.loggers import (
 )
 from evalsink.manager import SinkManager
 from evalsink.manifest import RunManifest, RunState, manifest_path, read_manifest, write_manifest
-from evalsink.paths import new_date_id
+from evalsink.paths import checked_date_id, new_date_id
 from evalsink.ranks import current_rank
 from evalsink.report import SaveReport, SinkOutcome
 from evalsink.run import DetailsBatch, Run, RunStatus, TrackerSettings
@@ -532,7 +532,7 @@ class EvaluationTracker:
         aggregated, the details logged into this tracker are delivered as usual, and the run keeps
         its original ``date_id`` so sinks name files as the first save did.
         """
-        return self._save(results, date_id)
+        return self._save(results, checked_date_id(date_id))  # refused before the run starts
 
     def _save(self, given: EvaluationResults | None, date_id: str | None) -> SaveReport:
         if self._report is not None:
@@ -550,7 +550,7 @@ class EvaluationTracker:
                     self.general_config_logger.log_end_time()
             # a resumed run (or a second try) keeps the date id its manifest recorded: its results
             # file may be published under it already, and a new one would make it two runs
-            self.run.date_id = date_id or self._manifest.date_id or new_date_id()
+            self.run.date_id = checked_date_id(date_id or self._manifest.date_id or new_date_id())
             if self.details_logger.spool.path.exists():
                 # the date id on disk before any sink writes under it: a kill between the results
                 # file and the details is then recovered under that date id (evalsink.recovery)
