@@ -297,6 +297,7 @@ class EvaluationTracker:
         if not self.process.is_main:
             _OTHER_RANKS.add(self)
         termination.hold(self)  # a scheduler's SIGTERM then finishes the run (see termination)
+        _close_at_multiprocessing_exit()
 
     def _shared_run_id(self, run_id: str | None) -> str | None:
         """The run id; with several ranks, one they all share (else each would write its own run)."""
@@ -1184,6 +1185,29 @@ def _close_open_runs() -> None:
                 tracker._keep_unsaved_samples()
             except Exception as exc:
                 _log_exit_failure(tracker, "keeping the samples of", exc)
+
+
+_MULTIPROCESSING_EXIT_IN: set[int] = set()
+"""The processes whose ``multiprocessing`` exit runs the exit handler (see below)."""
+
+
+def _close_at_multiprocessing_exit() -> None:
+    """In a ``multiprocessing`` child, run the exit handler when the child ends, too.
+
+    A forked child ends with ``os._exit()``, which skips ``atexit``: a tracker built there and
+    never saved left its run "running", its last samples unflushed and its sinks never told.
+    ``multiprocessing`` runs its own finalizers before that exit; the handler is registered there
+    (once per process; it finishes each run once, whichever exit runs it first).
+    """
+    multiprocessing = sys.modules.get("multiprocessing")  # never imported for this
+    if multiprocessing is None or os.getpid() in _MULTIPROCESSING_EXIT_IN:
+        return
+    if multiprocessing.parent_process() is None:
+        return
+    from multiprocessing import util
+
+    util.Finalize(None, _close_open_runs, exitpriority=100)
+    _MULTIPROCESSING_EXIT_IN.add(os.getpid())
 
 
 def _exit_reason() -> str:
