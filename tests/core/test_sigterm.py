@@ -32,7 +32,8 @@ CHILD = textwrap.dedent(
 
     output, mode = sys.argv[1], sys.argv[2]
     if mode == "own-handler":
-        signal.signal(signal.SIGTERM, lambda *_: (print("own handler", flush=True), os._exit(7)))
+        # os.write, not print: the signal may land inside the print("ready") below
+        signal.signal(signal.SIGTERM, lambda *_: (os.write(1, b"own handler\\n"), os._exit(7)))
     sink_config = {"recorder": {"path": output + "/calls.jsonl"}}
     sinks = ["local", "recorder"]
     if mode in {"hung-finish", "finish-at-exit", "finish-after-save"}:

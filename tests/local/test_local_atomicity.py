@@ -330,3 +330,45 @@ def test_writer_exception_with_optional_local_sink_returns_a_failed_report(
     folder = Path(tracker.output.root) / "details" / "unknown-model" / str(report.date_id)
     leftovers = list(folder.iterdir()) if folder.exists() else []
     assert leftovers == []
+
+
+@pytest.mark.parametrize("stream_details", [True, False])
+def test_saving_a_file_again_removes_what_a_killed_write_of_it_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream_details: bool
+) -> None:
+    """A write killed midway never removes its hidden temporary file, often as large as the
+    parquet file it was becoming. `evalsink recover` saves the run again under the same date id:
+    then the leftovers of those same files go; anything else is left alone."""
+    import evalsink.tracker
+
+    date_id = "2026-01-02T03-04-05.000006"
+    monkeypatch.setattr(evalsink.tracker, "new_date_id", lambda: date_id)
+    task = "lighteval|left:test|0"
+    details = tmp_path / "details" / "org" / "m" / date_id
+    results = tmp_path / "results" / "org" / "m"
+    details.mkdir(parents=True)
+    results.mkdir(parents=True)
+    leftovers = [
+        details / f".details_{task}_{date_id}.parquet.tmp-dead0001",
+        results / f".results_{date_id}.json.tmp-dead0002",
+    ]
+    unrelated = [
+        details / f".details_other|task|0_{date_id}.parquet.tmp-dead0003",
+        results / f"results_{date_id}.json.tmp-dead0004",  # not hidden: not one of ours
+        results / ".notes.tmp-dead0005",
+    ]
+    for path in leftovers + unrelated:
+        path.write_bytes(b"partial")
+
+    tracker = EvaluationTracker(
+        tmp_path, sinks=["local"], sink_config={"local": {"stream_details": stream_details}}
+    )
+    tracker.general_config_logger.log_model_info(model_name="org/m")
+    for i in range(3):
+        tracker.details_logger.log(task, {"query": f"q{i}"}, {"text": ["a"]}, {"acc": 1.0})
+        tracker.metrics_logger.log(task, {"acc": 1.0})
+    assert tracker.save().ok
+
+    assert [path for path in leftovers if path.exists()] == []
+    assert [path for path in unrelated if not path.exists()] == []
+    assert pq.read_table(details / f"details_{task}_{date_id}.parquet").num_rows == 3

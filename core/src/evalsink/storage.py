@@ -126,6 +126,7 @@ class OutputDir:
         if self.is_local:
             with local_atomic(Path(target)) as handle:
                 yield handle
+            remove_leftover_temporaries([Path(target)])
             return
         url = self.display(relative)
         if self._commit_on_close:  # no folders to create; a missing bucket is an error, not created
@@ -232,6 +233,7 @@ class AtomicBatch:
             os.replace(temporary, target)
         for folder in {target.parent for _, target in self._staged}:
             _fsync_dir(folder)
+        remove_leftover_temporaries([target for _, target in self._staged])
         self._staged.clear()
 
     def discard(self) -> None:
@@ -383,6 +385,31 @@ def _remove_temporary(fs: Any, temporary: str) -> None:
         pass
     except Exception as exc:  # the write's own error is the one to report
         logger.warning("could not remove the temporary file %s: %s: %s", temporary, type(exc).__name__, exc)
+
+
+def remove_leftover_temporaries(published: list[Path]) -> None:
+    """Delete what an earlier write of these files left when its process was killed mid-write.
+
+    A killed write never removes its ``.name.tmp-<random>`` file: hidden, and as large as the
+    parquet file it was becoming. Once the same file is published complete (``evalsink recover``
+    saves a run under the date id of the save that was killed), those are known to be dead: one
+    listing per folder, whatever the number of files.
+    """
+    names: dict[Path, set[str]] = {}
+    for target in published:
+        names.setdefault(target.parent, set()).add(target.name)
+    for folder, published_names in names.items():
+        with os.scandir(folder) as entries:
+            stale = [
+                entry.path
+                for entry in entries
+                if entry.name.startswith(".")
+                and ".tmp-" in entry.name
+                and entry.name[1:].rsplit(".tmp-", 1)[0] in published_names
+            ]
+        for path in stale:
+            with contextlib.suppress(FileNotFoundError):  # another cleanup got there first
+                os.unlink(path)
 
 
 @contextlib.contextmanager
