@@ -7,6 +7,9 @@ other than 0 that saves leaves its spool with a ``shard_done`` manifest for rank
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -217,6 +220,86 @@ def test_a_rank_0_stopped_in_the_middle_of_its_merge_is_recovered_without_duplic
     assert results["evalsink_recovery"]["samples_recovered"] == 11
     assert results["evalsink_recovery"]["partial"] is False  # rank 0 had flushed all it logged
     assert "1 NaN/inf value(s) written as null" in str(report)  # counted once, not twice
+    assert find_runs(tmp_path) == []
+
+
+def test_a_rank_0_with_no_samples_of_its_own_stopped_in_its_merge_is_recovered_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lighteval's rank 0 may log nothing itself. Stopped as it began merging, it left a manifest
+    and no spool: the recovery said "rank 0 left no spool", called the run partial, and left
+    that manifest behind."""
+    finish_shard(tmp_path, "empty0", rank=1, world=2, monkeypatch=monkeypatch)
+
+    def stopped(self: EvaluationTracker, manifest: RunManifest, *, whole: bool) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as env:
+        env.setenv("RANK", "0")
+        env.setenv("WORLD_SIZE", "2")
+        env.setattr(EvaluationTracker, "_merge_spool", stopped)
+        evalsink.shards._sequences.clear()
+        rank0 = EvaluationTracker(tmp_path, sinks=["local"], run_id="empty0", flush_every=2)
+        log_samples(rank0, range(0))
+        with pytest.raises(KeyboardInterrupt):
+            rank0.save()
+
+    assert recover_run(tmp_path, "empty0").ok
+    [results] = results_files(tmp_path)
+    assert results["evalsink_recovery"]["partial"] is False  # every sample was rank 1's, all there
+    assert results["evalsink_recovery"]["samples_recovered"] == 5
+    assert find_runs(tmp_path) == []
+    assert not (tmp_path / ".evalsink").exists()
+
+
+_KILLED_IN_ITS_MERGE = """
+import os, signal, sys
+from evalsink.recovery import recover_run
+from evalsink.tracker import EvaluationTracker
+
+output, run_id, where = sys.argv[1:]
+merge_spool = EvaluationTracker._merge_spool
+
+def killed(self, manifest, *, whole):
+    if where == "halfway":
+        merge_spool(self, manifest, whole=whole)
+        self.details_logger.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+EvaluationTracker._merge_spool = killed
+recover_run(output, run_id)
+"""
+"""`evalsink recover`, killed when it starts merging the other ranks' spools, or after the first."""
+
+
+@pytest.mark.parametrize("where", ["at_start", "halfway"])
+def test_a_recovery_stopped_in_the_middle_of_its_merge_can_be_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """The stopped recovery rewrote rank 0's manifest as its own (world size 1): the next one
+    refused the run as "not the ranks of one launch". And its record of where rank 0's samples
+    end made the next recovery call a run that lost samples whole."""
+    fail_rank_0(tmp_path, "again", world=3, monkeypatch=monkeypatch)  # 0, 2, 4, 6, 8
+    finish_shard(tmp_path, "again", rank=1, world=3, monkeypatch=monkeypatch)  # 1, 4, 7
+    finish_shard(tmp_path, "again", rank=2, world=3, monkeypatch=monkeypatch)  # 2, 5, 8
+    stopped = subprocess.run(
+        [sys.executable, "-c", _KILLED_IN_ITS_MERGE, str(tmp_path), "again", where],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert stopped.returncode == -signal.SIGKILL, stopped.stderr
+    [run] = find_runs(tmp_path)
+    assert why_not_recoverable(run) is None
+
+    assert recover_run(tmp_path, "again").ok
+    [results] = results_files(tmp_path)
+    assert results["evalsink_recovery"]["partial"] is True  # rank 0 crashed mid-evaluation
+    assert results["evalsink_recovery"]["ranks_merged"] == 3
+    [details] = tmp_path.glob("details/**/*.parquet")
+    queries = [row["doc"]["query"] for row in pq.read_table(details).to_pylist()]
+    assert sorted(queries) == sorted(f"q{i}" for i in [*range(0, 10, 2), *range(1, 10, 3), *range(2, 10, 3)])
     assert find_runs(tmp_path) == []
 
 

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from evalsink import EvaluationTracker, termination
-from evalsink.recovery import recover_run
+from evalsink.recovery import find_runs, recover_run
 
 TASK = "lighteval|term:test|0"
 
@@ -55,7 +55,14 @@ CHILD = textwrap.dedent(
     if mode in {"finish-at-exit", "finish-after-save"}:  # a sink after the hung one
         sinks.append("recorder-remote")
         sink_config["recorder-remote"] = {"path": output + "/calls.jsonl", "label": "after"}
-    tracker = EvaluationTracker(output, sinks=sinks, run_id="term", flush_every=10, sink_config=sink_config)
+    tracker = EvaluationTracker(
+        output,
+        sinks=sinks,
+        run_id="term",
+        flush_every=10,
+        sink_config=sink_config,
+        save_details=mode != "saved-without-details",
+    )
     tracker.general_config_logger.log_model_info(model_name="org/stopped")
 
     def log(count):
@@ -80,6 +87,12 @@ CHILD = textwrap.dedent(
         log(25)
         print("ready", flush=True)
         tracker.save()
+    elif mode == "saved-without-details":  # lighteval's CLI default; stopped after the save
+        with tracker:
+            log(25)
+            tracker.save()
+            print("ready", flush=True)
+            time.sleep(60)
     elif mode == "with":
         with tracker:
             log(25)
@@ -184,6 +197,17 @@ def test_sigterm_before_the_first_batch_keeps_the_samples_and_says_where(tmp_pat
     assert child.returncode == 143, child.stderr
     assert "was stopped by SIGTERM and finished as failed; its 5 logged sample(s) are kept" in child.stderr
     assert recovered_queries(tmp_path) == [f"q{i}" for i in range(5)]
+
+
+def test_sigterm_after_a_save_without_details_files_says_nothing_is_kept(tmp_path: Path) -> None:
+    """The spool of a run saved without details files stays readable outside the run folder: a
+    SIGTERM after the save called it "kept for evalsink recover", which then found no run."""
+    child = stop(tmp_path, "saved-without-details")
+
+    assert child.returncode == 143, child.stderr
+    assert "SIGTERM" not in child.stderr
+    assert len(list((tmp_path / "out").glob("results/**/results_*.json"))) == 1
+    assert find_runs(tmp_path / "out") == []
 
 
 def test_the_exit_lets_a_local_sink_finish_the_call_sigterm_left_it_in(tmp_path: Path) -> None:

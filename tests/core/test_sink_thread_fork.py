@@ -62,3 +62,35 @@ def test_a_run_in_a_forked_multiprocessing_child_is_finished_when_the_child_ends
     assert json.loads(manifest.read_text(encoding="utf-8"))["state"] == "failed"
     [spool] = output.glob(".evalsink/runs/mp-child/*.jsonl")
     assert len(spool.read_text(encoding="utf-8").splitlines()) == 7
+
+
+def _rank_1_that_logs_nothing(output: str, run_id: str) -> None:
+    """lighteval's rank 1: builds a tracker, never logs. Between the multiprocessing exit and the
+    interpreter's, rank 0 merges its shard and deletes it (another program's atexit runs here)."""
+    import atexit
+    import shutil
+
+    os.environ.update(RANK="1", WORLD_SIZE="2", LOCAL_RANK="1")
+    from evalsink import EvaluationTracker
+
+    EvaluationTracker(output, sinks=["local"], run_id=run_id)
+    run_folder = Path(output) / ".evalsink" / "runs" / run_id
+    atexit.register(shutil.rmtree, run_folder)  # runs before evalsink's handler (last in, first out)
+
+
+def test_a_spawned_child_leaves_its_shard_once(tmp_path: Path) -> None:
+    """A spawned child runs the exit handler at its multiprocessing exit and again at the
+    interpreter's: the second rewrote the shard's manifest after rank 0 had merged and deleted
+    it, and `evalsink recover` then listed a run that was saved."""
+    import multiprocessing
+
+    output = tmp_path / "out"
+    output.mkdir()
+    child = multiprocessing.get_context("spawn").Process(
+        target=_rank_1_that_logs_nothing, args=(str(output), "spawned")
+    )
+    child.start()
+    child.join(60)
+
+    assert child.exitcode == 0
+    assert not (output / ".evalsink" / "runs" / "spawned").exists()

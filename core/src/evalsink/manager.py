@@ -37,7 +37,7 @@ import pluggy
 from evalsink import hookspecs
 from evalsink.errors import SinkFailedError, SinkLoadError
 from evalsink.report import SinkOutcome
-from evalsink.sink_thread import WARNINGS_LOCK, HookTimeoutError, SinkThread, call_inline
+from evalsink.sink_thread import WARNINGS_LOCK, HookTimeoutError, SinkThread, call_inline, note_interrupt
 
 if TYPE_CHECKING:
     from evalsink.models import EvaluationResults
@@ -224,6 +224,7 @@ class SinkManager:
             if not isinstance(exc, Exception):  # Ctrl-C (or exit) while the caller waited or, called
                 # inline, while the sink ran; a sink's own SystemExit arrives as SinkExitError
                 _record_interrupt(outcome, hook, exc, thread)
+                note_interrupt(thread)
                 if thread is not None and thread.busy:
                     self._interrupted.add(name)
                 raise

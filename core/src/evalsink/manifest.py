@@ -80,8 +80,10 @@ class RunManifest:
     both as null): ``[start, stop, ...]`` ranges of positions (see :mod:`evalsink.none_metrics`)."""
     premerge: dict[str, Any] = field(default_factory=dict)
     """Rank 0's own spool as it was before it took the other ranks' samples in: its size in
-    ``bytes`` and its ``nonfinite`` counts. A save() stopped in the middle of that merge left part
-    of a shard in rank 0's spool; a recovery cuts the spool back to this, then merges again."""
+    ``bytes`` and its ``nonfinite`` counts, and whether the run was ``partial`` (true only when
+    `evalsink recover` merged the spools of a run stopped mid-evaluation). A save() or recovery
+    stopped in the middle of that merge left part of a shard in rank 0's spool; a recovery cuts
+    the spool back to this, then merges again."""
     format: int = FORMAT
 
     def to_json(self, **overrides: Any) -> bytes:

@@ -307,17 +307,18 @@ def recover_run(
     # a run whose save() began (its manifest has a date id) had flushed every sample: it is whole
     tracker.recovery["partial"] = not all(m is not None and m.date_id is not None for m in run.manifests)
     if ranks is not None:
-        if ranks.merged:  # rank 0's spool holds theirs: they are deleted once it is saved
-            tracker.drop_after_save([run.folder / other.spool for other in ranks.others])
-        else:
-            tracker.merge_rank_spools(ranks.others)
         # whole when rank 0's save() had begun, or when it had flushed its own samples to merge
-        # finished shards (logging is over by then)
+        # finished shards (logging is over by then; a stopped recovery records whether it was)
         whole = ranks.merged or (
             manifest is not None
             and bool(manifest.premerge)
+            and not manifest.premerge.get("partial", False)
             and all(other.state is RunState.SHARD_DONE for other in ranks.others)
         )
+        if ranks.merged:  # rank 0's spool holds theirs: they are deleted once it is saved
+            tracker.drop_after_save([run.folder / other.spool for other in ranks.others])
+        else:
+            tracker.merge_rank_spools(ranks.others, partial=not whole)
         tracker.recovery["partial"] = not whole
         tracker.recovery["ranks_merged"] = 1 + len(ranks.others)
         tracker.recovery["samples_recovered"] = len(tracker.details_logger.spool)

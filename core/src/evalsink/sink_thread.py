@@ -100,6 +100,8 @@ class SinkThread:
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._last: _Call | None = None
+        self.interrupted = False
+        """Ctrl-C or SIGTERM cut the evaluation's wait for a call short (see :func:`note_interrupt`)."""
         _ALL.add(self)
 
     @property
@@ -161,11 +163,23 @@ class SinkThread:
 
 
 _ALL: weakref.WeakSet[SinkThread] = weakref.WeakSet()
+_INTERRUPTS: list[str] = []
+"""The sinks Ctrl-C or SIGTERM reached the evaluation in a call of, in this process."""
+
+
+def note_interrupt(sink_thread: SinkThread | None) -> None:
+    """An interrupt reached the evaluation while it waited for ``sink_thread`` (None: a sink
+    called inline): the exit waits for that thread's call, unless the user interrupted again."""
+    _INTERRUPTS.append("inline" if sink_thread is None else sink_thread.name)
+    if sink_thread is not None and sink_thread.busy:
+        sink_thread.interrupted = True
 
 
 def _after_fork_in_child() -> None:
+    _INTERRUPTS.clear()
     for sink_thread in list(_ALL):
         sink_thread._forget_thread()
+        sink_thread.interrupted = False
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -179,9 +193,18 @@ def _let_local_sinks_finish() -> None:
     done, and the file it writes is the run's. Exiting under it lost that file, left its hidden
     temporary file behind, and could abort the interpreter: pyarrow's own threads still calling
     into a Python that was shutting down ("Fatal Python error: PyGILState_Release"). Remote
-    sinks are not waited for: a stalled upload can take any time.
+    sinks are not waited for: a stalled upload can take any time, and neither is a sink that
+    merely overran its ``hook_timeout`` (hung, as far as anyone knows), nor any sink once the user
+    has interrupted twice: the second Ctrl-C says not to wait.
     """
-    busy = [t for t in list(_ALL) if t.local and t.busy]  # a forked child's are never busy
+    # a forked child's are never busy
+    busy = [t for t in list(_ALL) if t.local and t.interrupted and t.busy]
+    if busy and len(_INTERRUPTS) > 1:
+        names = ", ".join(repr(t.name) for t in busy)
+        logger.warning(
+            "interrupted %d times: not waiting for sink(s) %s, still at work", len(_INTERRUPTS), names
+        )
+        return
     deadline = time.monotonic() + EXIT_WAIT_SECONDS
     for sink_thread in busy:
         logger.warning(

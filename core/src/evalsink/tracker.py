@@ -418,6 +418,10 @@ class EvaluationTracker:
         if manifest is not None:
             self._manifest.date_id = manifest.date_id  # its results file may be published under it
             self._sequence = self._manifest.sequence = manifest.sequence  # the same evaluation
+            # and the same rank of the same launch: a recovery stopped in the middle rewrites this
+            # manifest, and the next one must still see the ranks of one launch (it saw world size 1)
+            self._manifest.rank, self._manifest.world_size = manifest.rank, manifest.world_size
+            self._manifest.launch = manifest.launch
             self.general_config_logger.restore(manifest.config_general)
             self.versions_logger.versions.update(manifest.versions)
             self.task_config_logger.tasks_configs.update(manifest.config_tasks)
@@ -616,7 +620,7 @@ class EvaluationTracker:
             self._merge_spool(manifest, whole=True)
         self.details_logger.flush()
 
-    def _before_merging(self) -> None:
+    def _before_merging(self, *, partial: bool = False) -> None:
         """Record where this rank's own samples end in its spool, before the others' are appended.
 
         A kill in the middle of the merge left part of a shard in this spool, and ``evalsink
@@ -625,17 +629,29 @@ class EvaluationTracker:
         """
         self.details_logger.flush()
         spool = self.details_logger.spool
-        if not spool.path.exists():  # no sample of its own yet: the manifest needs the file's folder
+        if not spool.path.exists():  # no sample of its own (lighteval's rank 0 may log none)
+            # an empty spool, not just a manifest: a recovery saw "rank 0 left no spool", called
+            # the run partial and left this manifest behind
             spool.path.parent.mkdir(parents=True, exist_ok=True)
-        own = {"bytes": spool.flushed_bytes, "nonfinite": dict(self.details_logger.nonfinite)}
+            spool.path.touch()
+        own = {
+            "bytes": spool.flushed_bytes,
+            "nonfinite": dict(self.details_logger.nonfinite),
+            "partial": partial,
+        }
         self._manifest.premerge = own
         self._write_manifest(always=True)
 
-    def merge_rank_spools(self, manifests: Sequence[RunManifest]) -> None:
+    def merge_rank_spools(self, manifests: Sequence[RunManifest], *, partial: bool) -> None:
         """Take other ranks' spools into this resumed run (``evalsink recover`` of a run whose rank
         0 stopped before merging them): whatever each holds, finished shard or not. Like merged
-        shards, they are deleted once the run is saved."""
-        self._before_merging()
+        shards, they are deleted once the run is saved.
+
+        ``partial``: whether the run lacks samples. It goes with the record of where this spool's
+        own samples end: a recovery stopped in the middle of the merge leaves that record, and the
+        next recovery would otherwise take it for rank 0's own, which only a finished evaluation
+        writes."""
+        self._before_merging(partial=partial)
         for manifest in manifests:
             self._merge_spool(manifest, whole=manifest.state is RunState.SHARD_DONE)
         self.details_logger.flush()
@@ -752,7 +768,9 @@ class EvaluationTracker:
         _OPEN.discard(self)
         _OTHER_RANKS.discard(self)
         termination.release(self)
-        if termination.received() and self.details_logger.spool.path.exists():
+        # a saved run has nothing to recover (without details files, its spool was moved out of
+        # the run folder to stay readable: it is not "kept for evalsink recover")
+        if termination.received() and not saved and self.details_logger.spool.path.exists():
             self._say_where_the_stopped_run_is()
 
     def _say_where_the_stopped_run_is(self) -> None:
@@ -1181,6 +1199,11 @@ def _close_open_runs() -> None:
             _log_exit_failure(tracker, "closing", exc)
     for tracker in {*_BUILT, *_OTHER_RANKS}:
         if tracker._pid == here and not tracker._started and not tracker._finished:
+            # once only: a spawned multiprocessing child runs this at its multiprocessing exit,
+            # then at its interpreter's (the second time rewrote a shard's manifest that rank 0
+            # had merged and deleted in between)
+            _BUILT.discard(tracker)
+            _OTHER_RANKS.discard(tracker)
             try:
                 tracker._keep_unsaved_samples()
             except Exception as exc:
