@@ -197,7 +197,7 @@ def test_new_date_id_format() -> None:
 
 def test_a_date_id_is_one_file_name_part() -> None:
     assert checked_date_id("2025-11-05T14-43-47.148527") == "2025-11-05T14-43-47.148527"
-    for bad in ["", ".", "..", "../x", "a/b", "a\\b", "x\0", " 2025", "50%", "~x"]:
+    for bad in ["", ".", "..", ".hidden", "../x", "a/b", "a\\b", "x\0", " 2025", "50%", "~x"]:
         with pytest.raises(ValueError, match="is not a usable date id"):
             checked_date_id(bad)
 

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import evalsink.shards
-from evalsink import EvaluationTracker, none_metrics
+from evalsink import EvaluationTracker, none_metrics, nonfinite
 from evalsink.errors import EvalsinkError
 from evalsink.manifest import RunManifest, RunState, manifest_path, read_manifest, write_manifest
 
@@ -354,6 +354,53 @@ def test_the_nones_of_a_batch_are_in_the_manifest_before_the_batch_is_on_disk(tm
     assert saved_results(tmp_path)[0]["results"][TASK]["acc"] == pytest.approx(0.5)  # 1 and 0
     killed.details_logger.on_batch = None
     killed.close(RuntimeError("killed"))
+
+
+@pytest.mark.usefixtures("single_process")
+def test_nan_values_a_kill_kept_out_of_the_spool_are_not_reported(tmp_path: Path) -> None:
+    """The manifest is written before each batch reaches the spool: a kill in between left counts
+    that took in the batch, and the recovered run reported NaN values it did not hold."""
+    killed = EvaluationTracker(tmp_path, sinks=["local"], run_id="nan-kill", flush_every=2)
+    killed.general_config_logger.log_model_info(model_name="org/m")
+    _log_values(killed, [1.0, float("nan")])
+    spool = killed.details_logger.spool
+    write_manifest_first = spool.before_write
+    assert write_manifest_first is not None
+
+    def killed_after_the_manifest() -> None:
+        write_manifest_first()
+        raise KeyboardInterrupt  # SIGKILL: the batch never reaches the spool
+
+    spool.before_write = killed_after_the_manifest
+    with pytest.raises(KeyboardInterrupt):
+        _log_values(killed, [float("nan"), float("inf")], first=2)
+    manifest = read_manifest(manifest_path(spool.path))
+    assert manifest is not None
+    assert manifest.nonfinite == {TASK: 3}
+    assert manifest.nonfinite_at == {TASK: [1, 4, 1]}
+
+    resumed = EvaluationTracker(tmp_path, sinks=["local"], run_id="nan-kill", resume=True)
+    report = resumed.save()
+    assert "1 NaN/inf value(s) written as null" in str(report), str(report)
+    spool.before_write = None
+    killed.close(RuntimeError("killed"))
+
+
+def test_nonfinite_positions_count_only_the_samples_in_the_spool() -> None:
+    positions: nonfinite.Positions = {}
+    for index, count in [(0, 2), (1, 2), (2, 1), (5, 1)]:
+        nonfinite.add(positions, "t", index, count)
+    assert positions == {"t": [0, 2, 2, 2, 3, 1, 5, 6, 1]}
+    assert [nonfinite.count_at(positions, "t", i) for i in range(7)] == [2, 2, 1, 0, 0, 1, 0]
+    assert nonfinite.count_at(positions, "u", 0) == 0
+    assert nonfinite.below(positions, {"t": 2}) == {"t": [0, 2, 2]}
+    assert nonfinite.totals(nonfinite.below(positions, {"t": 5})) == {"t": 5}
+    nonfinite.remove(positions, "t", 5)
+    nonfinite.remove(positions, "t", 2)
+    nonfinite.remove(positions, "t", 1)
+    assert positions == {"t": [0, 1, 2]}
+    nonfinite.remove(positions, "t", 0)
+    assert positions == {}
 
 
 def test_a_sample_that_could_not_be_spooled_leaves_no_none_position() -> None:

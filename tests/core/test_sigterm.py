@@ -289,3 +289,53 @@ def test_a_tracker_built_after_the_application_put_the_default_back_handles_sigt
     finally:
         first.close()
         second.close()
+
+
+THREAD_CHILD = textwrap.dedent(
+    """
+    import sys, threading, time
+    from evalsink import EvaluationTracker
+
+    def fill(tracker, tag):
+        tracker.general_config_logger.log_model_info(model_name="org/" + tag)
+        for i in range(25):
+            tracker.details_logger.log("TASK", {"query": f"{tag}{i}"}, {"text": ["A"]}, {"acc": 1.0})
+            tracker.metrics_logger.log("TASK", {"acc": 1.0})
+
+    main = EvaluationTracker(sys.argv[1], sinks=["local"], run_id="main", flush_every=10)
+    fill(main, "m")
+    def work():
+        fill(EvaluationTracker(sys.argv[1], sinks=["local"], run_id="term", flush_every=10), "q")
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    main.save()  # the main thread's tracker closes; the worker's run is still open
+    print("ready", flush=True)
+    time.sleep(60)
+    """
+).replace("TASK", TASK)
+
+
+def test_a_run_of_a_tracker_built_on_another_thread_is_finished_after_the_main_one_closed(
+    tmp_path: Path,
+) -> None:
+    """Only the main thread may install the handler: when the main thread's tracker closed, it put
+    Python's default back, and SIGTERM killed the worker's open run on the spot (its last samples
+    lost, its manifest left "running")."""
+    output = tmp_path / "out"
+    script = tmp_path / "child.py"
+    script.write_text(THREAD_CHILD, encoding="utf-8")
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(output)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=60)
+
+    assert child.returncode == 143, stderr
+    assert "run 'term' was stopped by SIGTERM and finished as failed; its 25 logged sample(s)" in stderr
+    assert recover_run(output, "term").ok
+    [path] = output.glob("details/org/q/**/details_*.parquet")
+    assert [row["doc"]["query"] for row in pq.read_table(path).to_pylist()] == [f"q{i}" for i in range(25)]

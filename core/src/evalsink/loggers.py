@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 import xxhash
 
-from evalsink import jsonsafe, none_metrics
+from evalsink import jsonsafe, none_metrics, nonfinite
 from evalsink.errors import EncodeError, EvalsinkError
 from evalsink.run import DetailsBatch
 from evalsink.spool import DetailSpool
@@ -338,6 +338,8 @@ class DetailsLogger:
         """Reads a task's saved details; set by the tracker when it removes the spool of a saved run."""
         self._hashes: dict[str, _TaskHashes] = {}
         self.nonfinite: dict[str, int] = defaultdict(int)
+        self.nonfinite_at: nonfinite.Positions = {}
+        """Which spooled samples held NaN/±inf, and how many (:mod:`evalsink.nonfinite`)."""
         self.none_metrics: none_metrics.Positions = {}
         """Which spooled samples had a metric logged as None (:mod:`evalsink.none_metrics`)."""
         self.compiled_hashes: dict[str, CompiledHash] = {}
@@ -363,26 +365,35 @@ class DetailsLogger:
             + jsonsafe.count_nonfinite(model_response)
             + jsonsafe.count_nonfinite(doc)
         )
-        if bad:
-            self.nonfinite[task_name] += bad
         self._hash(task_name, doc, model_response)
-        self._append(task_name, line, _none_names(metrics))
+        self._append(task_name, line, _none_names(metrics), bad)
 
-    def merge(self, task_name: str, line: bytes, record: Mapping[str, Any], nones: set[str]) -> None:
+    def merge(
+        self, task_name: str, line: bytes, record: Mapping[str, Any], nones: set[str], bad: int = 0
+    ) -> None:
         """Take a sample spooled by another rank: into this spool, the hashes and the sinks' batches;
-        ``nones``: its metrics that were logged as None (its spool holds them as null)."""
+        ``nones``: its metrics that were logged as None (its spool holds them as null); ``bad``:
+        its NaN/±inf values (null too)."""
         self._hash(task_name, record.get("doc"), record.get("model_response"))
-        self._append(task_name, line, sorted(nones))
+        self._append(task_name, line, sorted(nones), bad)
 
-    def _append(self, task_name: str, line: bytes, nones: list[str]) -> None:
+    def _append(self, task_name: str, line: bytes, nones: list[str], bad: int) -> None:
         index = self.spool.count(task_name)
-        if nones:  # before the append, which may flush: the manifest written first must hold them
+        # before the append, which may flush: the manifest written first must hold them
+        if nones:
             none_metrics.add(self.none_metrics, task_name, index, nones)
+        if bad:
+            nonfinite.add(self.nonfinite_at, task_name, index, bad)
+            self.nonfinite[task_name] += bad
         try:
             batch = self.spool.append(task_name, line)
         except BaseException:
-            if nones and self.spool.count(task_name) == index:  # not kept (a failed flush keeps it)
-                none_metrics.remove(self.none_metrics, task_name, index, nones)
+            if self.spool.count(task_name) == index:  # not kept (a failed flush keeps it)
+                if nones:
+                    none_metrics.remove(self.none_metrics, task_name, index, nones)
+                if bad:
+                    nonfinite.remove(self.nonfinite_at, task_name, index)
+                    self.nonfinite[task_name] -= bad
             raise
         if batch is not None and self.on_batch is not None:
             self.on_batch(batch)

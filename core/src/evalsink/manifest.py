@@ -78,6 +78,10 @@ class RunManifest:
     none_metrics: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     """Per task and metric, the spooled samples whose value was None, not NaN (the spool holds
     both as null): ``[start, stop, ...]`` ranges of positions (see :mod:`evalsink.none_metrics`)."""
+    nonfinite_at: dict[str, list[int]] = field(default_factory=dict)
+    """Per task, which spooled samples held NaN/±inf and how many: ``[start, stop, count, ...]``
+    (see :mod:`evalsink.nonfinite`). Written before a batch reaches the spool, like
+    ``none_metrics``: a run rebuilt from the spool counts only the samples it holds."""
     premerge: dict[str, Any] = field(default_factory=dict)
     """Rank 0's own spool as it was before it took the other ranks' samples in: its size in
     ``bytes`` and its ``nonfinite`` counts, and whether the run was ``partial`` (true only when

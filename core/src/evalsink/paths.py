@@ -74,12 +74,12 @@ def checked_date_id(date_id: str) -> str:
     or ``..``. Encoding it like a task name would make its files undiscoverable by the date id
     the caller knows, so it is refused instead.
     """
-    bad = not date_id or date_id in {".", ".."} or safe_component(date_id) != date_id
+    bad = not date_id or date_id.startswith(".") or safe_component(date_id) != date_id
     if bad or date_id.strip() != date_id:
         raise ValueError(
             f"{date_id!r} is not a usable date id: it names a folder and files of the run, so it must "
             "be one file-name part (no '/', '\\', '%', '~', control characters, surrounding spaces, "
-            "'.' or '..'), like lighteval's 2025-11-05T14-43-47.148527"
+            "no leading '.': a hidden folder, or '..'), like lighteval's 2025-11-05T14-43-47.148527"
         )
     return date_id
 

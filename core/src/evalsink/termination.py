@@ -13,9 +13,10 @@ are flushed to the spool for ``evalsink recover``, and the process exits with st
 
 Only Python's default disposition is replaced: a SIGTERM handler the application (or a library
 such as accelerate) installed is left alone, and so is a process whose trackers are all built
-outside the main thread (only the main thread may install a handler). A second SIGTERM kills at
-once, as the default does, so a scheduler's escalation still works. ``EVALSINK_HANDLE_SIGTERM=0``
-leaves SIGTERM alone altogether.
+outside the main thread (only the main thread may install a handler; a tracker built on another
+thread while one built on the main thread is open keeps the handler until its own run closes).
+A second SIGTERM kills at once, as the default does, so a scheduler's escalation still works.
+``EVALSINK_HANDLE_SIGTERM=0`` leaves SIGTERM alone altogether.
 """
 
 from __future__ import annotations
@@ -67,7 +68,11 @@ def hold(tracker: Any) -> None:
     if os.environ.get(ENV_SWITCH, "1").strip().lower() in {"0", "false", "no", "off"}:
         return
     if threading.current_thread() is not threading.main_thread():
-        return  # signal.signal() works only there; the run is finished at the exit as before
+        # signal.signal() works only there: held only while a main-thread tracker installed the
+        # handler (that tracker's close() then leaves it in place for this one's run)
+        if _State.installed_in == os.getpid() and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            _State.holders.add(tracker)
+        return
     current = signal.getsignal(signal.SIGTERM)  # not trusted from memory: the application may
     if current is not _on_sigterm:  # have put the default back since (a fork inherits ours)
         if current is not signal.SIG_DFL:

@@ -37,7 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from evalsink import jsonsafe, none_metrics, termination
+from evalsink import jsonsafe, none_metrics, nonfinite, termination
 from evalsink.discovery import discover, find_sinks
 from evalsink.errors import EvalsinkError, SinkConfigError
 from evalsink.loggers import (
@@ -425,10 +425,16 @@ class EvaluationTracker:
             self.general_config_logger.restore(manifest.config_general)
             self.versions_logger.versions.update(manifest.versions)
             self.task_config_logger.tasks_configs.update(manifest.config_tasks)
-            cut_back = manifest.premerge and manifest.date_id is None  # see _cut_back_to_own_samples
-            nonfinite = manifest.premerge["nonfinite"] if cut_back else manifest.nonfinite
-            _add_counts(self.details_logger.nonfinite, nonfinite)
         counts = {task: spool.count(task) for task in spool.tasks()}
+        if manifest is not None:
+            if manifest.nonfinite_at or not manifest.nonfinite:  # a manifest written before nonfinite_at
+                # samples lost unflushed (or cut back, see _cut_back_to_own_samples) are not counted
+                at = self.details_logger.nonfinite_at = nonfinite.below(manifest.nonfinite_at, counts)
+                _add_counts(self.details_logger.nonfinite, nonfinite.totals(at))
+            else:
+                cut_back = manifest.premerge and manifest.date_id is None
+                counted = manifest.premerge["nonfinite"] if cut_back else manifest.nonfinite
+                _add_counts(self.details_logger.nonfinite, counted)
         # the same spool, the same positions: those of samples lost unflushed are dropped
         nones = self.details_logger.none_metrics = none_metrics.below(
             manifest.none_metrics if manifest is not None else {}, counts
@@ -487,6 +493,7 @@ class EvaluationTracker:
         manifest.config_tasks = self.task_config_logger.to_dict()
         manifest.nonfinite = dict(self.details_logger.nonfinite)
         manifest.none_metrics = self.details_logger.none_metrics
+        manifest.nonfinite_at = self.details_logger.nonfinite_at
         if self.run.date_id is not None:  # a resumed run keeps the date id its first save chose
             manifest.date_id = self.run.date_id
         snapshot = manifest.to_json(updated_at=0.0)
@@ -673,8 +680,9 @@ class EvaluationTracker:
             for batch in shard.flushed_batches(1000):
                 for task, line, record in zip(batch.task_names, batch.lines(), batch.records(), strict=True):
                     names = none_metrics.names_at(manifest.none_metrics, task, seen[task])
+                    bad = nonfinite.count_at(manifest.nonfinite_at, task, seen[task])
                     seen[task] += 1
-                    self.details_logger.merge(task, line, record, names)
+                    self.details_logger.merge(task, line, record, names, bad)
                     self.metrics_logger.log(task, _spooled_metrics(record, names))
                     merged += 1
             shard.close()
@@ -683,7 +691,8 @@ class EvaluationTracker:
                 f"rank {manifest.rank}'s spool {spool_path} holds {merged} samples, "
                 f"its manifest says {manifest.samples}"
             )
-        _add_counts(self.details_logger.nonfinite, manifest.nonfinite)
+        if not manifest.nonfinite_at:  # a manifest written before nonfinite_at: its counts as they are
+            _add_counts(self.details_logger.nonfinite, manifest.nonfinite)
         for task, version in manifest.versions.items():
             self.versions_logger.versions.setdefault(task, version)
         for task, config in manifest.config_tasks.items():
