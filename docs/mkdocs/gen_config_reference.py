@@ -43,7 +43,7 @@ models disagree. How options are given, merged and validated is on
 options do.
 
 An option is given in `sink_config={"<sink>": {"<option>": value}}` or as the environment variable
-in the table (`EVALSINK_`, the sink name upper-cased with `-` turned into `_`, two underscores, the
+in the table (`EVALSINK_`, the sink name upper-cased with `-` and `.` turned into `_`, two underscores, the
 option name in any case). An explicit `sink_config` value wins over the environment. Environment
 values are strings, converted by pydantic (`"500"` → `500`, `"false"` → `False`). Only `hook_timeout`
 reads `none` (or `null`) as `None`; for any other option `"none"` is the string `"none"` (a valid

@@ -68,6 +68,13 @@ def test_env_prefix_of_names_with_dashes() -> None:
     assert env_values("recorder", environ) == {"label": "not this one"}
 
 
+def test_env_prefix_of_names_a_shell_variable_cannot_hold() -> None:
+    """Entry-point names may hold dots (``org.sink``): ``EVALSINK_ORG.SINK__*`` cannot be set."""
+    assert env_prefix("org.sink") == "EVALSINK_ORG_SINK__"
+    assert env_prefix("café+1") == "EVALSINK_CAF__1__"
+    assert env_values("org.sink", {"EVALSINK_ORG_SINK__LABEL": "x"}) == {"label": "x"}
+
+
 def test_unknown_key_lists_the_valid_options() -> None:
     with pytest.raises(SinkConfigError) as info:
         build_config("demo", DemoConfig, {"projekt": "typo"}, environ={})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +22,9 @@ ENV_PREFIX = "EVALSINK_"
 
 
 def env_prefix(sink_name: str) -> str:
-    return f"{ENV_PREFIX}{sink_name.upper().replace('-', '_')}__"
+    """``EVALSINK_<SINK>__``: every character a shell variable name cannot hold becomes ``_``
+    (a sink ``my.sink`` read ``EVALSINK_MY.SINK__*``, which no shell can set)."""
+    return f"{ENV_PREFIX}{re.sub('[^A-Z0-9_]', '_', sink_name.upper())}__"
 
 
 def env_values(sink_name: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from evalsink.config import env_prefix
 from evalsink.discovery import discover
 from evalsink.errors import SinkConfigError, SinkFailedError
 from evalsink.report import SaveReport, SinkOutcome
@@ -232,7 +233,7 @@ class SinkConformance:
     ) -> None:
         with pytest.raises(SinkConfigError, match=UNKNOWN_OPTION):
             make_tracker(sink_config={sink_name: {**sink_config, UNKNOWN_OPTION: 1}})
-        env_name = f"EVALSINK_{sink_name.upper().replace('-', '_')}__{UNKNOWN_OPTION.upper()}"
+        env_name = f"{env_prefix(sink_name)}{UNKNOWN_OPTION.upper()}"
         monkeypatch.setenv(env_name, "1")
         with pytest.raises(SinkConfigError, match=env_name):
             make_tracker()
