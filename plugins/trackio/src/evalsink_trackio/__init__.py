@@ -29,7 +29,6 @@ data was dropped into an error, and checks that Trackio's sender thread drained 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -52,6 +51,7 @@ from evalsink import (
     hookimpl,
     jsonsafe,
 )
+from evalsink.metric_keys import DETAILS_PREFIX, key_part, metric_key
 from evalsink.run import nanotron_run_and_step
 
 __all__ = ["TrackioSink", "TrackioSinkConfig", "details_key", "flatten_record", "key_part", "metric_key"]
@@ -93,43 +93,6 @@ class TrackioSinkConfig(SinkConfig):
     """``stream``: tables of new rows logged during the evaluation; ``final``: one table per task at save."""
     rows_per_table: int = Field(default=1000, ge=1)
     """In ``stream`` mode, rows gathered (over all tasks) before they are logged as tables."""
-
-
-DETAILS_PREFIX = "details"
-"""Details tables are logged as ``details/{task}``."""
-
-_HASH_CHARS = 8
-_HASHED = re.compile(rf"~[0-9a-f]{{{_HASH_CHARS}}}$")
-"""The end of a changed name: a name that already ends like this is changed too, so a changed name
-can never equal a name kept as it is."""
-
-
-def key_part(name: str, *, is_task: bool = False) -> str:
-    """A task or metric name as one key segment, unchanged unless it cannot be kept whole.
-
-    A ``/`` would add a level to the key, so a name containing one has each ``/`` as ``_`` and
-    ends with ``~`` and 8 hex digits of its SHA-256 (``custom|org/ds|0`` ->
-    ``custom|org_ds|0~1a2b3c4d``): replacing the ``/`` alone made it overwrite
-    ``custom|org_ds|0``. A name that already ends like a changed one, and a task named
-    ``details`` (its metrics would share the details tables' keys), are changed the same way.
-    The rule depends on the name alone, so details streamed before the results exist get the
-    key the results use without knowing the run's other names.
-    """
-    if "/" in name or _HASHED.search(name) or (is_task and name == DETAILS_PREFIX):
-        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
-        return f"{name.replace('/', '_')}~{digest}"
-    return name
-
-
-def metric_key(task: str, metric: str) -> str:
-    """``{task}/{metric}``, lighteval's names kept verbatim (``|`` and ``:`` included).
-
-    Trackio accepts any text as a metric name and groups the dashboard by what precedes the first
-    ``/``: keeping ``lighteval|mmlu:anatomy|5`` whole groups a task's metrics together and maps
-    each key back to ``results[task][metric]`` without ambiguity. A name that cannot be kept whole
-    (a ``/`` in it) is changed as :func:`key_part` says.
-    """
-    return f"{key_part(task, is_task=True)}/{key_part(metric)}"
 
 
 def details_key(task: str) -> str:

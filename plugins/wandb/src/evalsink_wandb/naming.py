@@ -12,16 +12,15 @@ all agree on it without knowing the other names of the run.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from dataclasses import dataclass, field
 
+from evalsink.metric_keys import DETAILS_PREFIX, key_part, metric_key
+from evalsink.metric_keys import name_digest as _digest
+
 RESULTS_KEY = "results"
 """The results table (task, metric, value, stderr)."""
-
-DETAILS_PREFIX = "details"
-"""Details tables are logged as ``details/{task}``."""
 
 STDERR_SUFFIX = "_stderr"
 
@@ -29,40 +28,9 @@ ARTIFACT_TYPE = "evaluation-results"
 _ARTIFACT_NAME_MAX = 128  # wandb's limit
 
 
-_HASH_CHARS = 8
-_HASHED = re.compile(rf"~[0-9a-f]{{{_HASH_CHARS}}}$")
-"""The end of a changed name: a name that already ends like this is changed too, so a changed name
-can never equal a name kept as it is."""
-
-
-def _digest(name: str) -> str:
-    """8 hex digits of the name's SHA-256: what tells apart names that differ only by a ``/``."""
-    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
-
-
 def _part(name: str) -> str:
     """A name with every ``/`` (which would add a key level) as ``_``."""
     return name.replace("/", "_")
-
-
-def key_part(name: str, *, is_task: bool = False) -> str:
-    """A task or metric name as one key segment, unchanged unless it cannot be kept whole.
-
-    A ``/`` would add a key level, so a name containing one has each ``/`` as ``_`` and ends with
-    ``~`` and 8 hex digits of its SHA-256 (``custom|org/ds|0`` -> ``custom|org_ds|0~1a2b3c4d``):
-    replacing the ``/`` alone made it collide with ``custom|org_ds|0``. A name that already ends
-    like a changed one, and a task named ``details`` (its metrics would share the details tables'
-    keys), are changed the same way. The rule depends on the name alone: the details streamed
-    before the results exist get the key the results use, without knowing the run's other names.
-    """
-    if "/" in name or _HASHED.search(name) or (is_task and name == DETAILS_PREFIX):
-        return f"{_part(name)}~{_digest(name)}"
-    return name
-
-
-def metric_key(task: str, metric: str) -> str:
-    """``{task}/{metric}``: lighteval's names verbatim (``|`` and ``:`` kept), as :func:`key_part`."""
-    return f"{key_part(task, is_task=True)}/{key_part(metric)}"
 
 
 def details_key(task: str, wandb_run_id: str = "") -> str:
