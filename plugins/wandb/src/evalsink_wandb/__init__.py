@@ -13,9 +13,10 @@ on). Importing this package does not import wandb.
 
 from __future__ import annotations
 
+from evalsink.metric_keys import metric_key
 from evalsink_wandb.config import WandbSinkConfig
 from evalsink_wandb.details import flatten_record
-from evalsink_wandb.naming import details_key, metric_key
+from evalsink_wandb.naming import details_key
 from evalsink_wandb.sink import DetailsNotSentError, WandbSink
 
 __all__ = [
