@@ -114,8 +114,6 @@ class SinkManager:
         self.outcomes: dict[str, SinkOutcome] = {}
         self._timeouts: dict[str, float | None] = {}
         self._threads: dict[str, SinkThread] = {}
-        self._interrupted: set[str] = set()
-        """Sinks left at work when Ctrl-C or SIGTERM cut the wait for them short (see ``_caught_up``)."""
 
     def register(self, name: str, sink: Any, *, required: bool, timeout: float | None = None) -> None:
         try:
@@ -203,7 +201,7 @@ class SinkManager:
         is left alone, as the interrupt asked. A sink that overran its ``hook_timeout`` is not
         waited for again."""
         thread = self._threads.get(name)
-        if thread is None or name not in self._interrupted:
+        if thread is None or not thread.interrupted:
             return False
         return thread.wait_idle(CATCH_UP_SECONDS if hook == "evalsink_run_finished" else 0.0)
 
@@ -224,9 +222,7 @@ class SinkManager:
             if not isinstance(exc, Exception):  # Ctrl-C (or exit) while the caller waited or, called
                 # inline, while the sink ran; a sink's own SystemExit arrives as SinkExitError
                 _record_interrupt(outcome, hook, exc, thread)
-                note_interrupt(thread)
-                if thread is not None and thread.busy:
-                    self._interrupted.add(name)
+                note_interrupt(thread)  # marks a thread left busy as interrupted
                 raise
             self._record_failure(name, hook, exc)
         else:

@@ -101,7 +101,8 @@ class SinkThread:
         self._thread: threading.Thread | None = None
         self._last: _Call | None = None
         self.interrupted = False
-        """Ctrl-C or SIGTERM cut the evaluation's wait for a call short (see :func:`note_interrupt`)."""
+        """Ctrl-C or SIGTERM cut the evaluation's wait for a call short, leaving the thread at work
+        (see :func:`note_interrupt`): its run_finished waits for it briefly, and so does the exit."""
         _ALL.add(self)
 
     @property
